@@ -1,0 +1,224 @@
+"""Cells stage: from a located page to one normalised image per digit box.
+
+For each box the page region (box plus a margin) is warped to a canonical crop (`CROP_PX` square, the box border
+mapped to `[MARGIN_PX, MARGIN_PX + BOX_PX]`). Paper is never flat, so the printed box lines are searched for a few
+pixels around where the homography predicts them; the border is removed; the ink is found against the local paper
+white; and the ink is normalised into a `CELL_PX` square for the digit readers.
+
+The same `prepare_cell` is used on synthetic training cells (ocr/read/train.py), so the classifier sees exactly what
+the reader will give it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ocr.geometry import local_scale_px_per_mm, warp_region
+from ocr.templates.schema import FieldSpec, Rect, Template
+
+BOX_PX = 64  # the box (border middle to border middle) in the canonical crop
+MARGIN_PX = 16  # margin around the box in the canonical crop: room for the local search and for overflowing ink
+CROP_PX = BOX_PX + 2 * MARGIN_PX
+CELL_PX = 32  # classifier input side
+GLYPH_PX = 24  # longest side of the normalised glyph inside CELL_PX
+SEARCH_PX = 10  # how far (canonical px) the box lines are searched around their predicted position
+
+EMPTY_INK_FRACTION = 0.004  # below this much ink (of the box interior) a box is empty
+SPECK_FRACTION = 0.0025  # connected ink blobs smaller than this (of the interior) are noise
+
+
+@dataclass
+class PreparedCell:
+    """A box ready for the readers."""
+
+    input: np.ndarray  # CELL_PX x CELL_PX float32 in [0, 1], 1 = ink
+    ink_fraction: float  # ink area / box interior area
+    empty: bool  # too little ink to be a mark at all
+    line_offset_px: tuple[float, float]  # how far the found box lines sit from the prediction (canonical px, x/y)
+    lines_found: int  # of the 4 box lines, how many were found as printed lines
+    touches_border: bool  # ink runs into the removed border band (digit crossing the box line)
+    interior: np.ndarray = field(repr=False, default=None)  # ink map of the box interior (debug)
+
+
+@dataclass
+class CellCrop:
+    field_id: str
+    index: int  # box index within the field, left to right
+    crop: np.ndarray  # CROP_PX square, "darkness" image: 0 = paper, 255 = darkest ink
+    border_px: float  # printed border width in canonical px
+    px_per_mm_photo: float  # photo resolution at this box (for the gate)
+    cell: PreparedCell | None = None
+
+
+def darkness_image(bgr_or_gray: np.ndarray) -> np.ndarray:
+    """A single channel where ink is bright: 255 - min(R, G, B).
+
+    The minimum channel makes blue and black marker equally dark, and keeps yellowed paper close to white.
+    """
+    if bgr_or_gray.ndim == 2:
+        return 255 - bgr_or_gray
+    return 255 - bgr_or_gray.min(axis=2)
+
+
+def box_crop(dark: np.ndarray, H: np.ndarray, box: Rect) -> np.ndarray:
+    """Warp one box (plus margin) of a darkness image into the canonical CROP_PX square."""
+    m = box.w * MARGIN_PX / BOX_PX
+    mh = box.h * MARGIN_PX / BOX_PX
+    region = Rect(x=box.x - m, y=box.y - mh, w=box.w + 2 * m, h=box.h + 2 * mh)
+    return warp_region(dark, H, region, CROP_PX, CROP_PX, border_value=0)
+
+
+def _find_line(profile: np.ndarray, expected: int, width: float) -> tuple[int, bool]:
+    """Strongest line response near `expected`; returns (position, found)."""
+    lo = max(0, expected - SEARCH_PX)
+    hi = min(len(profile), expected + SEARCH_PX + 1)
+    k = max(1, int(round(width)))
+    smooth = np.convolve(profile, np.ones(k) / k, mode="same")
+    win = smooth[lo:hi]
+    if win.size == 0:
+        return expected, False
+    pos = lo + int(np.argmax(win))
+    peak = float(smooth[pos])
+    base = float(np.median(smooth))
+    # A printed line covers most of the box side: its mean darkness over the side is high.
+    found = peak > max(60.0, base + 40.0)
+    return (pos, True) if found else (expected, False)
+
+
+def find_box_lines(crop: np.ndarray, border_px: float) -> tuple[tuple[int, int, int, int], int]:
+    """Locate the left, right, top and bottom box lines in a canonical crop (local search).
+
+    Returns ((x0, x1, y0, y1), number of lines found). Lines not found keep their predicted position, shifted by the
+    offset of the opposite line when that one was found (boxes keep their size).
+    """
+    a, b = MARGIN_PX, MARGIN_PX + BOX_PX
+    inner = slice(a + BOX_PX // 6, b - BOX_PX // 6)  # avoid the corners where lines cross
+    col = crop[inner, :].astype(np.float32).mean(axis=0)
+    row = crop[:, inner].astype(np.float32).mean(axis=1)
+    x0, fx0 = _find_line(col, a, border_px)
+    x1, fx1 = _find_line(col, b, border_px)
+    y0, fy0 = _find_line(row, a, border_px)
+    y1, fy1 = _find_line(row, b, border_px)
+    if fx0 and not fx1:
+        x1 = x0 + BOX_PX
+    elif fx1 and not fx0:
+        x0 = x1 - BOX_PX
+    if fy0 and not fy1:
+        y1 = y0 + BOX_PX
+    elif fy1 and not fy0:
+        y0 = y1 - BOX_PX
+    # Reject a found pair that disagrees wildly with the box size (a digit stroke mistaken for a line).
+    if abs((x1 - x0) - BOX_PX) > SEARCH_PX:
+        x0, x1 = a, b
+        fx0 = fx1 = False
+    if abs((y1 - y0) - BOX_PX) > SEARCH_PX:
+        y0, y1 = a, b
+        fy0 = fy1 = False
+    return (x0, x1, y0, y1), int(fx0) + int(fx1) + int(fy0) + int(fy1)
+
+
+def ink_map(crop: np.ndarray) -> np.ndarray:
+    """Soft ink in [0, 1] from a darkness crop, relative to the local paper level."""
+    c = crop.astype(np.float32)
+    paper = float(np.percentile(c, 30))  # most of a box is paper
+    span = max(255.0 - paper, 40.0)
+    ink = (c - paper - 0.18 * span) / (0.35 * span)
+    return np.clip(ink, 0.0, 1.0)
+
+
+def normalise_ink(ink: np.ndarray) -> tuple[np.ndarray, float, bool]:
+    """Ink map of a box interior -> (CELL_PX square glyph, ink fraction, empty?).
+
+    Small specks are dropped; the glyph keeps its aspect ratio (a dash stays a flat bar, a "1" a thin stroke), is
+    scaled so its longest side is GLYPH_PX (tiny marks are not blown up beyond their share of the box) and centred
+    on its centre of mass, as MNIST digits are.
+    """
+    h, w = ink.shape
+    area = float(h * w)
+    binary = (ink > 0.5).astype(np.uint8)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    keep = np.zeros(n, dtype=bool)
+    for i in range(1, n):
+        if stats[i, cv2.CC_STAT_AREA] >= SPECK_FRACTION * area:
+            keep[i] = True
+    mask = keep[lab]
+    ink = np.where(mask | (cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0), ink, 0.0)
+    frac = float(mask.sum()) / area
+    out = np.zeros((CELL_PX, CELL_PX), np.float32)
+    if frac < EMPTY_INK_FRACTION:
+        return out, frac, True
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    glyph = ink[y0:y1, x0:x1]
+    gh, gw = glyph.shape
+    longest = max(gh, gw)
+    # Do not magnify a mark beyond what a glyph spanning 40% of the box would get.
+    s = GLYPH_PX / max(longest, 0.4 * max(h, w))
+    nh, nw = max(1, int(round(gh * s))), max(1, int(round(gw * s)))
+    glyph = cv2.resize(glyph, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    tot = float(glyph.sum())
+    if tot <= 0:
+        return out, frac, True
+    gy, gx = np.indices(glyph.shape)
+    cy, cx = float((gy * glyph).sum() / tot), float((gx * glyph).sum() / tot)
+    oy = int(round(CELL_PX / 2 - cy))
+    ox = int(round(CELL_PX / 2 - cx))
+    # Keep the glyph inside the cell even when its mass is off-centre.
+    oy = min(max(oy, 0), CELL_PX - nh) if nh <= CELL_PX else (CELL_PX - nh) // 2
+    ox = min(max(ox, 0), CELL_PX - nw) if nw <= CELL_PX else (CELL_PX - nw) // 2
+    ys0, xs0 = max(0, -oy), max(0, -ox)
+    yd0, xd0 = max(0, oy), max(0, ox)
+    hh = min(nh - ys0, CELL_PX - yd0)
+    ww = min(nw - xs0, CELL_PX - xd0)
+    out[yd0 : yd0 + hh, xd0 : xd0 + ww] = glyph[ys0 : ys0 + hh, xs0 : xs0 + ww]
+    return np.clip(out, 0, 1), frac, False
+
+
+def prepare_cell(crop: np.ndarray, border_px: float) -> PreparedCell:
+    """Canonical darkness crop of one box -> the classifier input and ink statistics."""
+    (x0, x1, y0, y1), found = find_box_lines(crop, border_px)
+    band = int(np.ceil(border_px / 2 + 1.5))
+    ink = ink_map(crop)
+    interior = ink[y0 + band : y1 - band + 1, x0 + band : x1 - band + 1]
+    if interior.size == 0:
+        interior = ink[MARGIN_PX:-MARGIN_PX, MARGIN_PX:-MARGIN_PX]
+    # Ink touching the removed border band: a digit written across the box line.
+    ring = np.concatenate(
+        [interior[:2, :].ravel(), interior[-2:, :].ravel(), interior[:, :2].ravel(), interior[:, -2:].ravel()]
+    )
+    touches = bool((ring > 0.5).mean() > 0.02)
+    glyph, frac, empty = normalise_ink(interior)
+    return PreparedCell(
+        input=glyph,
+        ink_fraction=frac,
+        empty=empty,
+        line_offset_px=((x0 + x1) / 2 - CROP_PX / 2, (y0 + y1) / 2 - CROP_PX / 2),
+        lines_found=found,
+        touches_border=touches,
+        interior=interior,
+    )
+
+
+def extract_field_cells(dark: np.ndarray, H: np.ndarray, template: Template, field: FieldSpec) -> list[CellCrop]:
+    out = []
+    for i, box in enumerate(field.boxes):
+        crop = box_crop(dark, H, box)
+        border_px = template.box_border_mm * BOX_PX / box.w
+        cc = CellCrop(
+            field_id=field.id,
+            index=i,
+            crop=crop,
+            border_px=border_px,
+            px_per_mm_photo=local_scale_px_per_mm(H, *box.center),
+        )
+        cc.cell = prepare_cell(crop, border_px)
+        out.append(cc)
+    return out
+
+
+def extract_cells(dark: np.ndarray, H: np.ndarray, template: Template) -> dict[str, list[CellCrop]]:
+    """All boxes of a page, keyed by field id."""
+    return {f.id: extract_field_cells(dark, H, template, f) for f in template.fields}

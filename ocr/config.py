@@ -1,0 +1,109 @@
+"""Configuration: election parameters and reader thresholds.
+
+Everything tunable lives here, not in code paths: election parameters (max voters per TPS, reserve ballots) come from
+an *election profile* named by each template; thresholds of the gate and of routing are settings. Values can be
+overridden by environment variables (prefix `C1OCR_`, nested with `__`, e.g. `C1OCR_GATE__MIN_BOX_PX=30`) or by a
+JSON file named in `C1OCR_CONFIG`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ElectionProfile(BaseModel):
+    """Parameters of one election that the consistency rules need."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    max_voters_per_tps: int = Field(gt=0, description="DPT cap per TPS (300 Pemilu 2024, 500 Pilkada 2020, ...)")
+    reserve_ballot_pct: float = Field(ge=0, le=0.1, description="reserve ballots as a fraction of DPT (0.02, 0.025)")
+    voter_rows: tuple[str, ...] = ("DPT", "DPTb", "DPK")
+
+
+DEFAULT_PROFILES: dict[str, ElectionProfile] = {
+    p.name: p
+    for p in [
+        ElectionProfile(name="pemilu_2014", max_voters_per_tps=500, reserve_ballot_pct=0.02),
+        ElectionProfile(name="pemilu_2019", max_voters_per_tps=300, reserve_ballot_pct=0.02),
+        ElectionProfile(name="pemilu_2024", max_voters_per_tps=300, reserve_ballot_pct=0.02),
+        ElectionProfile(
+            name="pilkada_2020", max_voters_per_tps=500, reserve_ballot_pct=0.025, voter_rows=("DPT", "DPPh", "DPTb")
+        ),
+        ElectionProfile(
+            name="pilkada_2024", max_voters_per_tps=600, reserve_ballot_pct=0.025, voter_rows=("DPT", "DPPh", "DPTb")
+        ),
+    ]
+}
+
+
+class LoadLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_bytes: int = 25 * 1024 * 1024
+    max_pixels: int = 50_000_000  # decompression-bomb guard (a 48 MP phone photo still passes)
+    # Photos are decoded at reduced scale when their long side exceeds this; boxes stay large enough to read.
+    work_long_side_px: int = 4000
+
+
+class GateThresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_box_px: float = 22.0  # a digit box must span at least this many photo pixels
+    min_sharpness: float = 0.06  # gradient energy on the box borders, normalised (see gate.py)
+    max_glare_fraction: float = 0.08  # fraction of saturated pixels inside the digit boxes
+    min_mean_luma: float = 45.0
+    max_mean_luma: float = 245.0
+    max_reprojection_mm: float = 3.0
+    max_tilt_deg: float = 50.0  # angle between camera axis and page normal implied by the homography
+    max_cut_off_fraction: float = 0.0  # fraction of digit boxes allowed outside the photo
+    max_occluded_boxes: int = 0
+
+
+class ReaderSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    engine: str = "ensemble"
+    tesseract_timeout_s: float = 20.0
+    tesseract_weight: float = 0.15  # Tesseract is a weak vote on handwriting
+    topk: int = 3
+
+
+class RoutingThresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    accept_confidence: float = 0.98
+    audit_sample_rate: float = 0.02
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="C1OCR_", env_nested_delimiter="__", extra="forbid")
+
+    profiles: dict[str, ElectionProfile] = Field(default_factory=lambda: dict(DEFAULT_PROFILES))
+    load: LoadLimits = Field(default_factory=LoadLimits)
+    gate: GateThresholds = Field(default_factory=GateThresholds)
+    reader: ReaderSettings = Field(default_factory=ReaderSettings)
+    routing: RoutingThresholds = Field(default_factory=RoutingThresholds)
+
+    def profile(self, name: str) -> ElectionProfile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            raise KeyError(f"unknown election profile {name!r}; known: {sorted(self.profiles)}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, plus the JSON file named by C1OCR_CONFIG when set."""
+    path = os.environ.get("C1OCR_CONFIG")
+    if path:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return Settings(**data)
+    return Settings()
