@@ -1,0 +1,421 @@
+"""Locate stage: which page is this, and where is it in the photo (a homography page mm -> photo px).
+
+In order of trust:
+1. AprilTag 36h10 (2024 plano and our KWK pages): the tag id names template and page; its corners give a coarse
+   homography that predicts the four corner fiducials, which are then found by matching their known appearance in a
+   small warped window (sub-millimetre), and the final homography is fitted on fiducials + tag corners.
+2. Printed corner squares (2019 C1): the four solid squares nearest the photo corners.
+3. Page edges (older forms with no marks): the sheet's outline against the background, or the photo frame for a
+   scan.
+For 2 and 3 the page identity and its orientation are unknown, so every candidate template and every quarter-turn is
+tried, and each hypothesis is scored by how well the template's printed digit-box rows are found where it predicts
+them (a per-field template match that also refines the homography).
+
+The result is either `Located` or an `Unreadable` value (never an exception for a bad photo).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from ocr.errors import Unreadable, UnreadableReason
+from ocr.geometry import homography_from_points, local_scale_px_per_mm, project, reprojection_error, warp_region
+from ocr.templates import get_template, list_templates, reference_path, template_for_marker
+from ocr.templates.schema import FieldSpec, Rect, Template
+
+APRILTAG_DICT = cv2.aruco.DICT_APRILTAG_36h10
+DETECT_LONG_SIDE = 1600  # tag search resolution (a 32 mm tag on a 600 mm page is still ~80 px)
+FIDUCIAL_WINDOW_MM = 11.0  # search half-window around a predicted fiducial
+FIDUCIAL_PATCH_MM = 6.5  # half-size of the fiducial appearance that is matched
+FIDUCIAL_DPMM = 8.0
+FIDUCIAL_MIN_SCORE = 0.45
+FIELD_SEARCH_MM = 9.0  # how far a digit-box row is searched around its predicted position
+FIELD_DPMM = 3.0
+FIELD_MIN_SCORE = 0.30
+
+
+@dataclass
+class Located:
+    template: Template
+    H: np.ndarray  # page mm -> working-image px
+    method: str
+    marker_id: int | None = None
+    frame_points_px: list[tuple[float, float]] = field(default_factory=list)
+    reprojection_error_mm: float | None = None
+    layout_score: float = 0.0  # mean match score of the digit-box rows (0..1)
+    fields_matched: int = 0
+    rotation_deg: int = 0
+
+    def page_corners_px(self) -> np.ndarray:
+        ps = self.template.page_size
+        return project(self.H, [(0, 0), (ps.width_mm, 0), (ps.width_mm, ps.height_mm), (0, ps.height_mm)])
+
+    @property
+    def px_per_mm(self) -> float:
+        ps = self.template.page_size
+        return local_scale_px_per_mm(self.H, ps.width_mm / 2, ps.height_mm / 2)
+
+
+# --------------------------------------------------------------------------------------------------- appearance
+
+
+@lru_cache(maxsize=32)
+def _reference_dark(template_id: str) -> tuple[np.ndarray, float] | None:
+    """The template's blank page as a darkness image, with its px/mm."""
+    t = get_template(template_id)
+    path = reference_path(t)
+    if path is not None and path.exists():
+        g = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if g is not None:
+            return 255 - g, t.reference.dpmm
+    try:  # drawn from the template geometry (ocr/templates/render.py)
+        from ocr.templates.render import render_page
+
+        dpmm = 4.0
+        return 255 - render_page(t, dpmm), dpmm
+    except Exception:
+        return None
+
+
+def _reference_region(template: Template, rect: Rect, dpmm: float) -> np.ndarray | None:
+    ref = _reference_dark(template.id)
+    if ref is None:
+        return None
+    img, rdpmm = ref
+    S = np.array([[rdpmm, 0, 0], [0, rdpmm, 0], [0, 0, 1]], dtype=np.float64)
+    w = int(round(rect.w * dpmm))
+    h = int(round(rect.h * dpmm))
+    return warp_region(img, S, rect, w, h, border_value=0)
+
+
+def _box_pattern(template: Template, fs: FieldSpec, region: Rect, dpmm: float) -> np.ndarray:
+    """What a field's row of boxes looks like (darkness), drawn from geometry: used when no reference exists and
+    to weight the match on the box lines rather than on printed text around them."""
+    w = int(round(region.w * dpmm))
+    h = int(round(region.h * dpmm))
+    img = np.zeros((h, w), np.float32)
+    t = max(1, int(round(template.box_border_mm * dpmm)))
+    for b in fs.boxes:
+        x0 = int(round((b.x - region.x) * dpmm))
+        y0 = int(round((b.y - region.y) * dpmm))
+        x1 = int(round((b.x + b.w - region.x) * dpmm))
+        y1 = int(round((b.y + b.h - region.y) * dpmm))
+        cv2.rectangle(img, (x0, y0), (x1, y1), 255.0, t)
+    return img
+
+
+def _subpixel_peak(res: np.ndarray) -> tuple[float, float, float]:
+    _, score, _, (px, py) = cv2.minMaxLoc(res)
+    dx = dy = 0.0
+    if 0 < px < res.shape[1] - 1:
+        l, c, r = res[py, px - 1], res[py, px], res[py, px + 1]
+        den = l - 2 * c + r
+        if abs(den) > 1e-9:
+            dx = 0.5 * (l - r) / den
+    if 0 < py < res.shape[0] - 1:
+        u, c, d = res[py - 1, px], res[py, px], res[py + 1, px]
+        den = u - 2 * c + d
+        if abs(den) > 1e-9:
+            dy = 0.5 * (u - d) / den
+    return px + dx, py + dy, float(score)
+
+
+# --------------------------------------------------------------------------------------------------- markers
+
+
+def detect_tags(gray: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """AprilTag 36h10 detections: (id, 4x2 corners in `gray` px, the tag's own tl,tr,br,bl order)."""
+    long_side = max(gray.shape[:2])
+    f = min(1.0, DETECT_LONG_SIDE / long_side)
+    small = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else gray
+    det = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(APRILTAG_DICT), cv2.aruco.DetectorParameters())
+    out: list[tuple[int, np.ndarray]] = []
+    for img, scale in ((small, f), (gray, 1.0)) if f < 1 else ((gray, 1.0),):
+        corners, ids, _ = det.detectMarkers(img)
+        if ids is not None and len(ids):
+            for c, i in zip(corners, ids.ravel()):
+                pts = c.reshape(4, 2).astype(np.float64) / scale
+                if scale != 1.0:  # refine at full resolution
+                    pts32 = pts.astype(np.float32).reshape(-1, 1, 2)
+                    win = max(2, int(round(2 / scale)))
+                    cv2.cornerSubPix(
+                        gray, pts32, (win, win), (-1, -1), (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 30, 0.01)
+                    )
+                    pts = pts32.reshape(4, 2).astype(np.float64)
+                out.append((int(i), pts))
+            break
+    return out
+
+
+def _tag_page_corners(template: Template) -> np.ndarray:
+    """Page-mm positions of the tag's own tl, tr, br, bl corners (the tag may be printed rotated)."""
+    m = template.marker
+    rect_corners = m.rect.corners()  # page tl, tr, br, bl (clockwise)
+    k = (m.rotation_deg // 90) % 4
+    return np.array([rect_corners[(i + k) % 4] for i in range(4)], dtype=np.float64)
+
+
+def _refine_fiducial(dark: np.ndarray, H: np.ndarray, template: Template, pt: tuple[float, float]):
+    """Find one frame point near its prediction; returns (photo px point, score) or None."""
+    win = FIDUCIAL_WINDOW_MM
+    region = Rect(x=pt[0] - win, y=pt[1] - win, w=2 * win, h=2 * win)
+    size = int(round(2 * win * FIDUCIAL_DPMM))
+    patch = warp_region(dark, H, region, size, size, border_value=0)
+    pr = Rect(x=pt[0] - FIDUCIAL_PATCH_MM, y=pt[1] - FIDUCIAL_PATCH_MM, w=2 * FIDUCIAL_PATCH_MM, h=2 * FIDUCIAL_PATCH_MM)
+    tmpl = _reference_region(template, pr, FIDUCIAL_DPMM)
+    if tmpl is None or float(tmpl.std()) < 1:
+        return None
+    res = cv2.matchTemplate(patch.astype(np.float32), tmpl.astype(np.float32), cv2.TM_CCOEFF_NORMED)
+    px, py, score = _subpixel_peak(res)
+    if score < FIDUCIAL_MIN_SCORE:
+        return None
+    # top-left of the match -> the frame point (centre of the template)
+    found_mm = (region.x + (px + tmpl.shape[1] / 2) / FIDUCIAL_DPMM, region.y + (py + tmpl.shape[0] / 2) / FIDUCIAL_DPMM)
+    return project(H, [found_mm])[0], score
+
+
+def _locate_by_tag(gray: np.ndarray, dark: np.ndarray, tag_id: int, corners: np.ndarray, template: Template) -> Located:
+    tag_pts = _tag_page_corners(template)
+    H = homography_from_points(tag_pts, corners)
+    frame = [tuple(p) for p in template.frame.points]
+    found_page: list[tuple[float, float]] = []
+    found_img: list[np.ndarray] = []
+    for _ in range(2):  # the second pass starts from the better homography
+        found_page, found_img = [], []
+        for p in frame:
+            r = _refine_fiducial(dark, H, template, p)
+            if r is not None:
+                found_page.append(p)
+                found_img.append(r[0])
+        if len(found_page) >= 3:
+            pp = np.array(list(found_page) + list(map(tuple, tag_pts)))
+            ii = np.array(list(found_img) + list(corners))
+            H = homography_from_points(pp, ii)
+    if len(found_page) >= 3:
+        pp = np.array(list(found_page) + list(map(tuple, tag_pts)))
+        ii = np.array(list(found_img) + list(corners))
+        err_px = reprojection_error(H, pp, ii)
+        err_mm = err_px / max(local_scale_px_per_mm(H, *np.mean(pp, axis=0)), 1e-6)
+        method = "checker_fiducials" if len(found_page) == 4 else "checker_fiducials_partial"
+    else:
+        err_mm = None
+        method = "apriltag"
+    return Located(
+        template=template,
+        H=H,
+        method=method,
+        marker_id=tag_id,
+        frame_points_px=[tuple(map(float, p)) for p in project(H, frame)],
+        reprojection_error_mm=err_mm,
+    )
+
+
+# --------------------------------------------------------------------------------------------------- no markers
+
+
+def _order_clockwise(pts: np.ndarray) -> np.ndarray:
+    """tl, tr, br, bl in image orientation."""
+    pts = np.asarray(pts, dtype=np.float64).reshape(4, 2)
+    c = pts.mean(axis=0)
+    ang = np.arctan2(pts[:, 1] - c[1], pts[:, 0] - c[0])
+    pts = pts[np.argsort(ang)]  # clockwise from the left in image coordinates (y down)
+    s = pts.sum(axis=1)
+    k = int(np.argmin(s))
+    return np.roll(pts, -k, axis=0)
+
+
+def find_page_quad(gray: np.ndarray) -> np.ndarray:
+    """The sheet's corners (tl, tr, br, bl); the photo frame when the sheet fills it (a scan)."""
+    h, w = gray.shape[:2]
+    f = min(1.0, 1000.0 / max(h, w))
+    small = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else gray
+    blur = cv2.GaussianBlur(small, (5, 5), 0)
+    _, th = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    th = cv2.morphologyEx(th, cv2.MORPH_CLOSE, np.ones((15, 15), np.uint8))
+    contours, _ = cv2.findContours(th, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    full = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64)
+    if not contours:
+        return full
+    c = max(contours, key=cv2.contourArea)
+    area = cv2.contourArea(c)
+    if area < 0.15 * small.shape[0] * small.shape[1] or area > 0.97 * small.shape[0] * small.shape[1]:
+        return full
+    hull = cv2.convexHull(c)
+    peri = cv2.arcLength(hull, True)
+    quad = None
+    for eps in (0.01, 0.02, 0.03, 0.05):
+        approx = cv2.approxPolyDP(hull, eps * peri, True)
+        if len(approx) == 4:
+            quad = approx.reshape(4, 2).astype(np.float64)
+            break
+    if quad is None:
+        quad = cv2.boxPoints(cv2.minAreaRect(hull)).astype(np.float64)
+    return _order_clockwise(quad / f)
+
+
+def find_corner_squares(gray: np.ndarray) -> np.ndarray | None:
+    """Centres of the four printed corner squares (tl, tr, br, bl), or None."""
+    h, w = gray.shape[:2]
+    f = min(1.0, 1400.0 / max(h, w))
+    small = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else gray
+    _, th = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    n, lab, stats, cents = cv2.connectedComponentsWithStats(th, connectivity=8)
+    sh, sw = small.shape[:2]
+    diag = math.hypot(sh, sw)
+    cands = []
+    for i in range(1, n):
+        x, y, ww, hh, a = stats[i]
+        if ww < 0.006 * diag or ww > 0.05 * diag:
+            continue
+        if not (0.7 < ww / max(hh, 1) < 1.4):
+            continue
+        if a < 0.8 * ww * hh:
+            continue
+        cands.append(cents[i])
+    if len(cands) < 4:
+        return None
+    cands = np.array(cands)
+    corners = np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], dtype=np.float64)
+    chosen = []
+    for c in corners:
+        d = np.linalg.norm(cands - c, axis=1)
+        j = int(np.argmin(d))
+        if d[j] > 0.35 * diag:
+            return None
+        chosen.append(cands[j])
+    chosen = np.array(chosen)
+    if len({tuple(p) for p in chosen}) < 4:
+        return None
+    return chosen / f
+
+
+def _field_search_rect(fs: FieldSpec) -> Rect:
+    xs = [b.x for b in fs.boxes] + [b.x + b.w for b in fs.boxes]
+    ys = [b.y for b in fs.boxes] + [b.y + b.h for b in fs.boxes]
+    return Rect(x=min(xs), y=min(ys), w=max(xs) - min(xs), h=max(ys) - min(ys))
+
+
+def refine_by_fields(dark: np.ndarray, H: np.ndarray, template: Template) -> tuple[np.ndarray, float, int]:
+    """Match each field's row of boxes around its predicted place and refit the homography on the matches.
+
+    Returns (H, mean match score over fields, number of fields matched).
+    """
+    page_pts, img_pts, scores = [], [], []
+    ih, iw = dark.shape[:2]
+    for fs in template.fields:
+        core = _field_search_rect(fs)
+        pad = 2.5
+        tmpl_rect = Rect(x=core.x - pad, y=core.y - pad, w=core.w + 2 * pad, h=core.h + 2 * pad)
+        centre = project(H, [tmpl_rect.center])[0]
+        if not (0 <= centre[0] < iw and 0 <= centre[1] < ih):
+            scores.append(0.0)
+            continue
+        s = FIELD_SEARCH_MM
+        region = Rect(x=tmpl_rect.x - s, y=tmpl_rect.y - s, w=tmpl_rect.w + 2 * s, h=tmpl_rect.h + 2 * s)
+        rw, rh = int(round(region.w * FIELD_DPMM)), int(round(region.h * FIELD_DPMM))
+        patch = warp_region(dark, H, region, rw, rh, border_value=0).astype(np.float32)
+        tmpl = _box_pattern(template, fs, tmpl_rect, FIELD_DPMM)
+        # Blur both a little: tolerant to line width and to sub-mm misregistration.
+        patch = cv2.GaussianBlur(patch, (0, 0), 1.0)
+        tmpl = cv2.GaussianBlur(tmpl, (0, 0), 1.0)
+        res = cv2.matchTemplate(patch, tmpl, cv2.TM_CCOEFF_NORMED)
+        px, py, score = _subpixel_peak(res)
+        scores.append(max(score, 0.0))
+        if score < FIELD_MIN_SCORE:
+            continue
+        dx_mm = px / FIELD_DPMM - s
+        dy_mm = py / FIELD_DPMM - s
+        for b in fs.boxes:  # every box corner of the matched row is a correspondence
+            for (x, y) in b.corners():
+                page_pts.append((x, y))
+                img_pts.append(project(H, [(x + dx_mm, y + dy_mm)])[0])
+    n_matched = len(page_pts) // 12 if page_pts else 0
+    score = float(np.mean(scores)) if scores else 0.0
+    if len(page_pts) >= 8:
+        pp = np.array(page_pts)
+        ii = np.array(img_pts)
+        spread = np.ptp(pp, axis=0)
+        if len({tuple(p) for p in pp}) >= 4 and spread.min() > 20:  # rows spread over the page: full homography
+            Hn, inl = cv2.findHomography(pp, ii, cv2.RANSAC, 3.0 * local_scale_px_per_mm(H, *pp.mean(axis=0)))
+            if Hn is not None and inl is not None and inl.sum() >= 0.6 * len(pp):
+                H = Hn
+        else:  # a single row (or rows in one line): only a translation is reliable
+            d = (ii - project(H, pp)).mean(axis=0)
+            H = np.array([[1, 0, d[0]], [0, 1, d[1]], [0, 0, 1]], dtype=np.float64) @ H
+    return H, score, n_matched
+
+
+def _hypotheses(template: Template, quad_img: np.ndarray):
+    """Homographies mapping the template frame onto a detected quad, one per quarter turn."""
+    frame = np.array(template.frame.points, dtype=np.float64)
+    for k in range(4):
+        yield k * 90, homography_from_points(frame, np.roll(quad_img, -k, axis=0))
+
+
+def _locate_without_marker(gray: np.ndarray, dark: np.ndarray, candidates: list[Template]) -> Located | None:
+    quads: dict[str, np.ndarray | None] = {}
+    best: Located | None = None
+    for t in candidates:
+        kind = t.frame.kind
+        if kind == "checker_fiducials":
+            continue  # marked pages without a readable tag are not guessed
+        if kind not in quads:
+            quads[kind] = find_corner_squares(gray) if kind == "corner_squares" else find_page_quad(gray)
+        quad = quads[kind]
+        if quad is None:
+            continue
+        for rot, H0 in _hypotheses(t, quad):
+            # A wrong quarter turn or a wrong template finds no box rows: the layout score decides.
+            H, score, n = refine_by_fields(dark, H0, t)
+            if n >= 1:
+                H, score, n = refine_by_fields(dark, H, t)
+            if best is None or score > best.layout_score:
+                frame_px = project(H, t.frame.points)
+                best = Located(
+                    template=t,
+                    H=H,
+                    method=kind,
+                    frame_points_px=[tuple(map(float, p)) for p in frame_px],
+                    layout_score=score,
+                    fields_matched=n,
+                    rotation_deg=rot,
+                )
+    return best
+
+
+# --------------------------------------------------------------------------------------------------- entry point
+
+
+def locate(gray: np.ndarray, *, expected: Template | None = None, min_layout_score: float = 0.35) -> Located | Unreadable:
+    """Identify the page and register it. `gray` is the working image (upright as loaded)."""
+    dark = 255 - gray
+    tags = detect_tags(gray)
+    known = [(i, c, template_for_marker("apriltag_36h10", i)) for i, c in tags]
+    known = [k for k in known if k[2] is not None]
+    if known:
+        # Prefer the expected page's tag if several tags are visible (two pages in one photo).
+        known.sort(key=lambda k: (expected is None or k[2].id != expected.id, -cv2.contourArea(k[1].astype(np.float32))))
+        tag_id, corners, t = known[0]
+        loc = _locate_by_tag(gray, dark, tag_id, corners, t)
+        H, loc.layout_score, loc.fields_matched = refine_by_fields(dark, loc.H, t)
+        if loc.method == "apriltag":  # fiducials not found: the box rows are the better registration
+            loc.H = H
+        return loc
+    if tags:
+        return Unreadable(UnreadableReason.NOT_FOUND, f"AprilTag id(s) {sorted(i for i, _ in tags)} are not known forms")
+    candidates = [t for t in list_templates() if t.frame.kind != "checker_fiducials"]
+    if expected is not None and expected in candidates:
+        candidates.remove(expected)
+        candidates.insert(0, expected)
+    best = _locate_without_marker(gray, dark, candidates)
+    if best is None or best.layout_score < min_layout_score:
+        detail = "no form marker, corner squares or digit-box layout found"
+        if best is not None:
+            detail += f" (best guess {best.template.id}, layout score {best.layout_score:.2f})"
+        return Unreadable(UnreadableReason.NOT_FOUND, detail)
+    return best
