@@ -1,0 +1,229 @@
+"""The fault fence (safe_read), the ensemble's pooling and degradation, make_reader, and the test engines."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from ocr.cells import CELL_PX, PreparedCell
+from ocr.errors import C1Error, ExitCode, MissingDependency
+from ocr.read import ensemble as E
+from ocr.read.base import BLANK_INDEX, CLASSES, N_CLASSES, CellPrediction, DigitReader
+from ocr.read.fake import (
+    CachedReader,
+    CrashingReader,
+    FakeReader,
+    GarbageReader,
+    HangingReader,
+    SlowReader,
+    cell_key,
+    one_hot,
+)
+
+
+def make_cell(seed: int, empty: bool = False) -> PreparedCell:
+    rng = np.random.default_rng(seed)
+    glyph = np.zeros((CELL_PX, CELL_PX), np.float32) if empty else rng.random((CELL_PX, CELL_PX)).astype(np.float32)
+    return PreparedCell(
+        input=glyph,
+        ink_fraction=0.0 if empty else 0.15,
+        empty=empty,
+        line_offset_px=(0.0, 0.0),
+        lines_found=4,
+        touches_border=False,
+        interior=glyph,
+    )
+
+
+CELLS = [make_cell(i) for i in range(5)]
+
+
+def top(pred: CellPrediction) -> str:
+    return CLASSES[int(np.argmax(pred.probs))]
+
+
+# --- safe_read -----------------------------------------------------------------------------------------------------
+
+
+def test_safe_read_passes_good_predictions_through():
+    preds = E.safe_read(FakeReader(["1", "2", "X", "_", "0"]), CELLS, timeout_s=5)
+    assert [top(p) for p in preds] == ["1", "2", "X", "_", "0"]
+    assert all(p.ok and p.probs.sum() == pytest.approx(1.0) for p in preds)
+
+
+def test_crash_becomes_per_cell_errors():
+    preds = E.safe_read(CrashingReader(MemoryError("simulated OOM")), CELLS, timeout_s=5)
+    assert len(preds) == len(CELLS)
+    assert all(not p.ok and "MemoryError" in p.error for p in preds)
+
+
+def test_hang_is_abandoned_after_the_timeout():
+    hanging = HangingReader(seconds=60)
+    t0 = time.monotonic()
+    preds = E.safe_read(hanging, CELLS, timeout_s=0.3)
+    waited = time.monotonic() - t0
+    hanging.release()  # let the abandoned thread finish (it is a daemon either way)
+    assert hanging.started.is_set()
+    assert waited < 30  # returned long before the engine would have (not a speed assert: 60 s vs the 0.3 s timeout)
+    assert all(not p.ok and "timed out" in p.error for p in preds)
+
+
+def test_slow_but_in_time_engine_is_not_cut_off():
+    preds = E.safe_read(SlowReader(FakeReader(["4"]), 0.1), CELLS, timeout_s=20)
+    assert all(p.ok and top(p) == "4" for p in preds)
+
+
+@pytest.mark.parametrize("mode", ["nan", "negative", "short_vector", "zeros", "wrong_type"])
+def test_garbage_values_become_errors_only_on_the_bad_cells(mode):
+    preds = E.safe_read(GarbageReader(mode, every=2), CELLS, timeout_s=5)
+    assert [p.ok for p in preds] == [False, True, False, True, False]
+    assert all(top(p) == "7" for p in preds if p.ok)
+
+
+@pytest.mark.parametrize("mode", ["wrong_length", "not_a_list"])
+def test_output_that_cannot_be_mapped_to_cells_fails_every_cell(mode):
+    preds = E.safe_read(GarbageReader(mode), CELLS, timeout_s=5)
+    assert len(preds) == len(CELLS) and not any(p.ok for p in preds)
+
+
+def test_unnormalised_output_is_renormalised():
+    preds = E.safe_read(GarbageReader("unnormalised"), CELLS, timeout_s=5)
+    assert all(p.ok and p.probs.sum() == pytest.approx(1.0) and top(p) == "7" for p in preds)
+
+
+def test_safe_read_of_no_cells_does_not_call_the_engine():
+    fake = FakeReader(["1"])
+    assert E.safe_read(fake, [], timeout_s=1) == []
+    assert fake.calls == 0
+
+
+# --- pooling and the ensemble --------------------------------------------------------------------------------------
+
+
+def test_log_linear_pool():
+    a = one_hot("3", 0.6)
+    b = one_hot("8", 0.9)
+    # A weak vote shifts but does not overturn a clear main vote.
+    pooled = E.log_linear_pool([(a, 1.0), (b, 0.15)])
+    assert np.argmax(pooled) == 3 and pooled.sum() == pytest.approx(1.0)
+    assert pooled[8] > a[8]
+    # A flat vote changes nothing.
+    flat = np.full(N_CLASSES, 1.0 / N_CLASSES)
+    assert np.allclose(E.log_linear_pool([(a, 1.0), (flat, 0.15)]), a)
+    # Agreement sharpens.
+    assert E.log_linear_pool([(a, 1.0), (one_hot("3", 0.9), 0.15)])[3] > a[3]
+
+
+def test_ensemble_combines_and_keeps_each_engine():
+    cnn = FakeReader(["1", "2", "3", "4", "5"], name="cnn", p=0.7)
+    tess = FakeReader(["1", "2", "8", "4", "5"], name="tesseract", p=0.9)
+    ens = E.EnsembleReader(cnn, tess, tesseract_weight=0.15)
+    detailed = ens.read_detailed(CELLS)
+    assert [top(d.combined) for d in detailed] == ["1", "2", "3", "4", "5"]
+    assert set(detailed[2].engines) == {"cnn", "tesseract"}
+    assert top(detailed[2].engines["tesseract"]) == "8"
+    # Agreement raises confidence above the CNN's own, disagreement lowers it.
+    assert detailed[0].combined.probs.max() > 0.7 > detailed[2].combined.probs.max()
+    assert [top(p) for p in ens.read(CELLS)] == ["1", "2", "3", "4", "5"]
+
+
+def test_ensemble_falls_back_to_the_cnn_when_tesseract_fails_and_records_it():
+    cnn = FakeReader(["6"], name="cnn", p=0.8)
+    for broken in (CrashingReader(name="tesseract"), GarbageReader("nan", name="tesseract")):
+        detailed = E.EnsembleReader(cnn, broken).read_detailed(CELLS)
+        assert all(d.combined.ok and top(d.combined) == "6" for d in detailed)
+        assert all(d.combined.probs[6] == pytest.approx(0.8) for d in detailed)
+        assert all("tesseract_failed" in d.notes and not d.engines["tesseract"].ok for d in detailed)
+
+
+def test_ensemble_with_a_hung_tesseract_still_answers():
+    hanging = HangingReader(seconds=60, name="tesseract")
+    ens = E.EnsembleReader(FakeReader(["2"], name="cnn"), hanging, tesseract_timeout_s=0.3)
+    detailed = ens.read_detailed(CELLS)
+    hanging.release()
+    assert all(top(d.combined) == "2" and "tesseract_failed" in d.notes for d in detailed)
+
+
+def test_ensemble_without_tesseract_is_the_cnn_alone():
+    detailed = E.EnsembleReader(FakeReader(["9"], name="cnn"), None, tesseract_unavailable="missing").read_detailed(
+        CELLS
+    )
+    assert all(top(d.combined) == "9" and d.notes == ["tesseract_unavailable"] for d in detailed)
+    assert all(set(d.engines) == {"cnn"} for d in detailed)
+
+
+def test_ensemble_never_lets_tesseract_read_alone():
+    ens = E.EnsembleReader(CrashingReader(name="cnn"), FakeReader(["5"], name="tesseract", p=0.99))
+    detailed = ens.read_detailed(CELLS)
+    assert all(not d.combined.ok for d in detailed)
+    assert all(d.engines["tesseract"].ok for d in detailed)  # still visible for review
+
+
+def test_ensemble_is_a_digit_reader():
+    ens = E.EnsembleReader(FakeReader(["1"]), None)
+    assert isinstance(ens, DigitReader) and ens.name == "ensemble"
+
+
+# --- make_reader ---------------------------------------------------------------------------------------------------
+
+
+def test_unknown_engine_is_a_bad_argument():
+    with pytest.raises(C1Error) as ei:
+        E.make_reader("gpt")
+    assert ei.value.code == "unknown_engine"
+    assert ei.value.exit_code == ExitCode.BAD_ARGUMENTS
+    assert "ensemble" in ei.value.message
+
+
+def test_make_reader_tesseract():
+    from ocr.read.tesseract import TesseractReader, has_tesseract
+
+    if not has_tesseract():
+        with pytest.raises(MissingDependency):
+            E.make_reader("tesseract")
+        return
+    r = E.make_reader("Tesseract")
+    assert isinstance(r, TesseractReader) and r.name == "tesseract"
+
+
+def test_make_reader_ensemble_uses_the_cnn(monkeypatch):
+    monkeypatch.setattr(E, "_make_cnn", lambda: FakeReader(["3"], name="cnn"))
+    monkeypatch.setattr(E, "_make_tesseract", lambda: (_ for _ in ()).throw(MissingDependency("no tesseract here")))
+    r = E.make_reader("ensemble")
+    assert isinstance(r, E.EnsembleReader) and r.tesseract is None
+    assert r.tesseract_unavailable == "no tesseract here"
+    assert [top(p) for p in r.read(CELLS[:2])] == ["3", "3"]
+
+
+# --- the cached engine ---------------------------------------------------------------------------------------------
+
+
+def test_cached_reader_records_and_replays(tmp_path):
+    inner = FakeReader(lambda cell: "8" if cell.input.mean() > 0.4 else "1", name="tesseract")
+    cached = CachedReader(inner)
+    first = cached.read(CELLS)
+    assert cached.misses == len(CELLS) and inner.calls == 1
+    path = tmp_path / "cache.json"
+    cached.save(path)
+    replay = CachedReader.load(path)  # no inner engine: every answer must come from the cache
+    again = replay.read(CELLS)
+    assert replay.hits == len(CELLS)
+    assert [top(p) for p in again] == [top(p) for p in first]
+    assert replay.name == "tesseract"
+    with pytest.raises(KeyError):
+        replay.read([make_cell(99)])
+    # Through the fence, a cache miss with no engine is a per-cell error, not an exception.
+    assert not E.safe_read(replay, [make_cell(99)], timeout_s=5)[0].ok
+
+
+def test_cell_key_depends_on_the_cell_content():
+    assert cell_key(make_cell(1)) == cell_key(make_cell(1))
+    assert cell_key(make_cell(1)) != cell_key(make_cell(2))
+
+
+def test_empty_cells_are_blank_by_convention():
+    from ocr.read.base import empty_prediction
+
+    assert int(np.argmax(empty_prediction().probs)) == BLANK_INDEX
