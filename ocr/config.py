@@ -83,6 +83,23 @@ class RoutingThresholds(BaseModel):
     audit_sample_rate: float = 0.02
 
 
+class DecodeSettings(BaseModel):
+    """Constrained decoding and confidence (owned by ocr/decode.py; see its docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    box_floor: float = 0.02  # a box class below this probability is not considered as an alternative
+    max_classes_per_box: int = 4
+    max_values_per_field: int = 8  # candidate values kept per field for the joint search
+    # Weight of an assignment that breaks a hard rule, relative to one that satisfies it: the prior odds that the KPPS
+    # wrote inconsistent numbers (common: over 40% of tallies in Mexico) rather than the reader erring.
+    form_error_weight: float = 0.05
+    search_node_limit: int = 20000  # joint search budget per connected group of uncertain fields
+    prune_ratio: float = 1e-6  # joint assignments this much less likely than the best reading are not enumerated
+    omr_min_confidence: float = 0.9  # an OMR reading below this is ignored as evidence
+    calibration_file: str | None = None  # None: the shipped ocr/read/models/calibration.json
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="C1OCR_", env_nested_delimiter="__", extra="forbid")
 
@@ -91,6 +108,7 @@ class Settings(BaseSettings):
     gate: GateThresholds = Field(default_factory=GateThresholds)
     reader: ReaderSettings = Field(default_factory=ReaderSettings)
     routing: RoutingThresholds = Field(default_factory=RoutingThresholds)
+    decode: DecodeSettings = Field(default_factory=DecodeSettings)
 
     def profile(self, name: str) -> ElectionProfile:
         try:

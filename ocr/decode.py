@@ -1,0 +1,657 @@
+"""From per-box probabilities to checked numbers: field decode, constrained joint decoding, statuses and reasons.
+
+Per box the readers give a probability over CLASSES (0-9, "X", "_" = blank or dash). A box's character is its class,
+with "_" rendered "-" when the box has ink (a dash) and "_" when it is empty, and "?" when no engine could read it.
+A field's number follows kawalc1's rule (R15): leading X / dash / blank / 0 mean zero; an X, dash or blank *after*
+a digit means the field is not a number (value None, reason `filler_misplaced`); all filler is 0.
+
+Decoding a page (or the pages of one TPS, ocr/tps.py):
+1. Box probabilities are calibrated (temperature, ocr/calibration.py).
+2. Per field, candidate values: every combination of the plausible classes of its boxes (p >= `box_floor`, at most
+   `max_classes_per_box`), scored by the product of box probabilities; combinations giving the same number add up.
+   A confident OMR reading (PPWP page 2 bubbles) is fused in as independent evidence.
+3. A field whose best value has probability >= `routing.accept_confidence` is *fixed*: confident digits are never
+   changed to satisfy a rule. The other fields are searched jointly, per connected group of hard rules: every
+   plausible assignment is weighted by its probability times `form_error_weight` per hard rule it breaks (a KPPS may
+   well have written inconsistent numbers), enumerated depth-first with pruning and a node budget. The chosen values
+   are the best-weighted assignment; a field's confidence is the posterior of its value, where the probability mass
+   not enumerated counts as if it satisfied every rule (so the posterior can only understate confidence).
+4. Every rule is evaluated on the chosen values. A hard rule broken by fixed (confident) readings only is a form
+   error: `form_inconsistent`, the written numbers kept. A value that differs from the field's own best reading is a
+   correction: `corrected_by_rules`, always sent to review (its own reading was not the most likely, so not confident).
+5. Status per field: `unreadable` (no number: `filler_misplaced`, `engine_error`, `not_read`), `accepted` (confidence
+   >= threshold and no blocking reason), else `needs_review` with machine-readable reasons (`low_confidence`,
+   `rule_failed:<name>`, `form_inconsistent`, `corrected_by_rules`, `omr_disagrees`, `row_totals_disagree`,
+   `search_limit`, `audit_sample`). Soft rules only flag (`rule_flagged:<name>`), they do not block acceptance.
+   A deterministic sample of fully accepted pages (by `form_id` hash, `routing.audit_sample_rate`) goes to review.
+
+Tally-row totals (R14, "Jumlah tiap baris"): when the caller passes evidence under the key `"<field id>#row<i>"`
+(one list of boxes per row), their confidently read sum is cross-checked against the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ocr.calibration import Calibration, apply_temperature, load_calibration
+from ocr.config import ElectionProfile, Settings
+from ocr.read.base import BLANK_INDEX, CLASSES, N_CLASSES
+from ocr.results import BoxReading, Candidate, FieldReading, OmrReading, RuleResult
+from ocr.rules import LinearRule, RangeRule, Rule, page_rules, structural_result
+from ocr.templates.schema import FieldSpec, Template
+
+FILLERS = frozenset({"X", "_"})
+NOT_A_NUMBER = None  # candidate "value" of a box string with a filler after a digit
+
+# Reasons that do not stop a field from being accepted.
+NON_BLOCKING_PREFIXES = ("rule_flagged:",)
+
+
+@dataclass
+class BoxEvidence:
+    probs: np.ndarray | None  # (12,) combined probability over CLASSES; None if every engine failed
+    engines: dict[str, list[tuple[str, float]]]  # per-engine top-k, for the result
+    ink: float  # PreparedCell.ink_fraction
+    empty: bool  # PreparedCell.empty (no ink at all)
+    touches_border: bool
+    error: str | None = None
+
+
+@dataclass
+class PageDecode:
+    fields: dict[str, FieldReading]
+    rules: list[RuleResult]
+    status: str  # "accepted" | "needs_review" | "unreadable"
+    reasons: list[str]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Boxes and single fields
+
+
+def probs_from_topk(topk: Sequence[tuple[str, float]]) -> np.ndarray:
+    """A full probability vector from a recorded top-k list; the unlisted mass is spread over the other classes.
+
+    Characters may be rendered ("-" for a dash) or class labels; both map to CLASSES.
+    """
+    p = np.zeros(N_CLASSES, dtype=np.float64)
+    for ch, prob in topk:
+        p[class_index(ch)] += max(0.0, float(prob))
+    listed = p > 0
+    rest = max(0.0, 1.0 - p.sum())
+    if (~listed).any():
+        p[~listed] = max(rest, 1e-9) / (~listed).sum()
+    return p / p.sum()
+
+
+def class_index(ch: str) -> int:
+    if ch in ("-", "_"):
+        return BLANK_INDEX
+    return CLASSES.index(ch)
+
+
+def render(cls: str, empty: bool) -> str:
+    """A box character for the output: the "_" class is a dash when the box has ink, "_" when it is empty."""
+    if cls == "_":
+        return "_" if empty else "-"
+    return cls
+
+
+def value_of(classes: Sequence[str]) -> int | None:
+    """The number a row of box classes means (R15): leading fillers and zeros are 0; a filler after a digit: None."""
+    started = False
+    v = 0
+    for c in classes:
+        if c in FILLERS:
+            if started:
+                return NOT_A_NUMBER
+        else:
+            started = True
+            v = v * 10 + int(c)
+    return v
+
+
+def value_probability(box_probs: Sequence[np.ndarray], value: int) -> float:
+    """Exact probability that the boxes spell `value` (any leading fillers-then-zeros), from the full vectors."""
+    n = len(box_probs)
+    digits = str(value)
+    if value == 0:
+        digits = ""  # zero is all leading fillers / zeros
+    k = len(digits)
+    if k > n:
+        return 0.0
+    p_tail = 1.0
+    for i, d in enumerate(digits):
+        p_tail *= float(box_probs[n - k + i][int(d)])
+    m = n - k  # leading positions: fillers* then 0* (a filler after a 0 is not allowed)
+    if value == 0 and m == 0:
+        return p_tail
+    lead = 0.0
+    for j in range(m + 1):  # first j boxes filler, the rest zeros
+        q = 1.0
+        for i in range(j):
+            q *= float(box_probs[i][10] + box_probs[i][BLANK_INDEX])
+        for i in range(j, m):
+            q *= float(box_probs[i][0])
+        lead += q
+    return lead * p_tail
+
+
+@dataclass
+class FieldDist:
+    """Candidate values of one field with their probabilities (not normalised: unenumerated mass is left out)."""
+
+    probs: dict[int | None, float]
+    classes: dict[int | None, tuple[str, ...]]  # the most probable box classes spelling each value
+
+    def ranked(self) -> list[tuple[int | None, float]]:
+        return sorted(self.probs.items(), key=lambda kv: -kv[1])
+
+    @property
+    def top(self) -> tuple[int | None, float]:
+        return self.ranked()[0]
+
+
+def field_distribution(box_probs: Sequence[np.ndarray], *, floor: float, max_classes: int) -> FieldDist:
+    options: list[list[tuple[str, float]]] = []
+    for p in box_probs:
+        order = np.argsort(-p)[:max_classes]
+        keep = [(CLASSES[i], float(p[i])) for j, i in enumerate(order) if j == 0 or p[i] >= floor]
+        options.append(keep)
+    probs: dict[int | None, float] = {}
+    best: dict[int | None, tuple[float, tuple[str, ...]]] = {}
+    for combo in itertools.product(*options):
+        prob = math.prod(pr for _, pr in combo)
+        classes = tuple(c for c, _ in combo)
+        v = value_of(classes)
+        probs[v] = probs.get(v, 0.0) + prob
+        if v not in best or prob > best[v][0]:
+            best[v] = (prob, classes)
+    return FieldDist(probs, {v: b[1] for v, b in best.items()})
+
+
+def classes_for_value(value: int, n: int) -> tuple[str, ...]:
+    """Box classes spelling a value that was not enumerated from the boxes (e.g. proposed by OMR)."""
+    s = str(value) if value else ""
+    return tuple(["X"] * (n - len(s))) + tuple(s)
+
+
+def fuse_omr(dist: FieldDist, box_probs: Sequence[np.ndarray], omr: OmrReading, *, min_confidence: float) -> bool:
+    """Multiply in the OMR reading as independent evidence: P(omr says o | true v) = c if o == v, else shared.
+
+    Returns whether it was used.
+    """
+    if omr is None or omr.value is None or omr.confidence < min_confidence:
+        return False
+    o, c = omr.value, min(omr.confidence, 0.9999)
+    n_values = 10 ** len(box_probs)
+    if o >= n_values:
+        return False
+    if o not in dist.probs:
+        dist.probs[o] = value_probability(box_probs, o)
+        dist.classes[o] = classes_for_value(o, len(box_probs))
+    other = (1.0 - c) / (n_values - 1)
+    covered = sum(dist.probs.values())
+    leftover = max(0.0, 1.0 - covered)
+    z = sum(p * (c if v == o else other) for v, p in dist.probs.items()) + leftover * other
+    for v in list(dist.probs):
+        dist.probs[v] = dist.probs[v] * (c if v == o else other) / z
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Joint search
+
+
+@dataclass
+class Var:
+    id: str
+    cands: list[tuple[int | None, float]]  # ranked, truncated
+    fixed: bool
+
+    @property
+    def top(self) -> int | None:
+        return self.cands[0][0]
+
+
+@dataclass
+class Solution:
+    values: dict[str, int | None]
+    confidence: dict[str, float]
+    posterior: dict[str, list[tuple[int | None, float]]]
+    limited: set[str] = field(default_factory=set)
+    nodes: int = 0
+
+
+def solve(
+    variables: dict[str, Var], rules: Sequence[Rule], *, form_error_weight: float, node_limit: int, prune_ratio: float
+) -> Solution:
+    """Best-weighted assignment of the non-fixed fields under the hard rules, with posterior confidences."""
+    values = {vid: v.top for vid, v in variables.items()}
+    conf = {vid: v.cands[0][1] for vid, v in variables.items()}
+    post = {vid: list(v.cands) for vid, v in variables.items()}
+    sol = Solution(values, conf, post)
+
+    # A rule informs the search when it touches an uncertain field and no fixed field in it is missing a number.
+    informative: list[Rule] = []
+    for r in rules:
+        if any(f not in variables for f in r.fields):
+            continue
+        free = [f for f in r.fields if not variables[f].fixed]
+        if not free:
+            continue
+        if any(variables[f].fixed and variables[f].top is None for f in r.fields):
+            continue
+        informative.append(r)
+
+    # connected groups of uncertain fields
+    parent: dict[str, str] = {}
+
+    def find(a: str) -> str:
+        while parent.setdefault(a, a) != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for r in informative:
+        free = [f for f in r.fields if not variables[f].fixed]
+        for f in free[1:]:
+            parent[find(f)] = find(free[0])
+        find(free[0])
+    groups: dict[str, list[str]] = {}
+    for f in parent:
+        groups.setdefault(find(f), []).append(f)
+
+    for members in groups.values():
+        member_set = set(members)
+        group_rules = [r for r in informative if any(f in member_set for f in r.fields)]
+        degree = {f: sum(f in r.fields for r in group_rules) for f in members}
+        order = sorted(members, key=lambda f: (-degree[f], f))
+        pos = {f: i for i, f in enumerate(order)}
+        checks: list[list[Rule]] = [[] for _ in order]
+        for r in group_rules:
+            checks[max(pos[f] for f in r.fields if f in member_set)].append(r)
+        doms = [variables[f].cands for f in order]
+        best_rest = [1.0] * (len(order) + 1)
+        for i in range(len(order) - 1, -1, -1):
+            best_rest[i] = best_rest[i + 1] * doms[i][0][1]
+        cutoff = prune_ratio * best_rest[0]
+
+        current = {f: variables[f].top for f in variables}
+        marg: list[dict[int | None, float]] = [{} for _ in order]
+        state = {"z": 0.0, "p": 0.0, "best_w": -1.0, "best": None, "nodes": 0, "aborted": False}
+        choice: list[int | None] = [None] * len(order)
+
+        def dfs(depth: int, p: float, w: float) -> None:
+            if state["aborted"]:
+                return
+            state["nodes"] += 1
+            if state["nodes"] > node_limit:
+                state["aborted"] = True
+                return
+            if depth == len(order):
+                pw = p * w
+                state["z"] += pw
+                state["p"] += p
+                for i, v in enumerate(choice):
+                    marg[i][v] = marg[i].get(v, 0.0) + pw
+                if pw > state["best_w"]:
+                    state["best_w"] = pw
+                    state["best"] = list(choice)
+                return
+            f = order[depth]
+            for v, pv in doms[depth]:
+                np_ = p * pv
+                if np_ * w * best_rest[depth + 1] < cutoff:
+                    break  # candidates are ranked: the rest are less likely still
+                current[f] = v
+                choice[depth] = v
+                nw = w
+                for r in checks[depth]:
+                    if not r.holds(current):  # None (a field without a number) counts as broken
+                        nw *= form_error_weight
+                dfs(depth + 1, np_, nw)
+            current[f] = variables[f].top
+
+        dfs(0, 1.0, 1.0)
+        sol.nodes += state["nodes"]
+        if state["aborted"] or state["best"] is None:
+            sol.limited.update(members)
+            continue
+        z = state["z"] + max(0.0, 1.0 - state["p"])
+        for i, f in enumerate(order):
+            v = state["best"][i]
+            values[f] = v
+            conf[f] = marg[i].get(v, 0.0) / z
+            post[f] = sorted(((u, m / z) for u, m in marg[i].items()), key=lambda kv: -kv[1])
+    return sol
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decoding a set of fields (one page, or the pages of one TPS)
+
+
+@dataclass
+class FieldInput:
+    """One field to decode: `qid` is its id in the result (qualified "<page>:<id>" across pages)."""
+
+    qid: str
+    spec: FieldSpec
+    boxes: list[BoxEvidence] | None
+    omr: OmrReading | None = None
+    row_totals: list[list[BoxEvidence]] | None = None
+
+
+@dataclass
+class _FieldState:
+    inp: FieldInput
+    probs: list[np.ndarray] | None = None
+    dist: FieldDist | None = None
+    own_top: int | None = None
+    own_conf: float = 0.0
+    omr_used: bool = False
+    reasons: list[str] = field(default_factory=list)
+    unreadable: str | None = None  # reason the field has no number at all
+
+
+def audit_selected(form_id: str | None, rate: float) -> bool:
+    """Deterministic sampling: the same form id is always in or out of the audit sample."""
+    if not form_id or rate <= 0:
+        return False
+    h = int.from_bytes(hashlib.sha256(form_id.encode("utf-8")).digest()[:8], "big")
+    return h / 2**64 < rate
+
+
+def _calibrated(boxes: list[BoxEvidence], cal: Calibration) -> list[np.ndarray] | None:
+    out = []
+    for b in boxes:
+        if b.probs is None:
+            return None
+        p = np.asarray(b.probs, dtype=np.float64)
+        p = p / p.sum()
+        out.append(apply_temperature(p, cal.temperature))
+    return out
+
+
+def _box_readings(st: _FieldState, chosen: tuple[str, ...] | None, k: int) -> list[BoxReading]:
+    boxes = st.inp.boxes or []
+    out = []
+    for i, b in enumerate(boxes):
+        probs = st.probs[i] if st.probs is not None else None
+        if probs is None and b.probs is not None:
+            probs = np.asarray(b.probs, dtype=np.float64)
+        if probs is None:
+            char, topk = "?", []
+        else:
+            order = np.argsort(-probs)[:k]
+            topk = [Candidate(char=render(CLASSES[j], b.empty), p=round(float(probs[j]), 6)) for j in order]
+            cls = chosen[i] if chosen is not None else CLASSES[int(order[0])]
+            char = render(cls, b.empty)
+        out.append(
+            BoxReading(
+                index=i,
+                char=char,
+                topk=topk,
+                ink=round(float(b.ink), 5),
+                touches_border=bool(b.touches_border),
+                engines={
+                    name: [Candidate(char=render(c, b.empty), p=round(float(p), 6)) for c, p in tk]
+                    for name, tk in b.engines.items()
+                },
+                error=b.error,
+            )
+        )
+    return out
+
+
+def _row_totals_result(st: _FieldState, value: int | None, settings: Settings, cal: Calibration) -> RuleResult | None:
+    rows = st.inp.row_totals
+    if not rows:
+        return None
+    name = f"R14_row_totals:{st.inp.qid}"
+    row_values: dict[str, int | None] = {}
+    confident = True
+    for i, boxes in enumerate(rows):
+        probs = _calibrated(boxes, cal)
+        if probs is None:
+            confident = False
+            row_values[f"row{i}"] = None
+            continue
+        v, p = field_distribution(
+            probs, floor=settings.decode.box_floor, max_classes=settings.decode.max_classes_per_box
+        ).top
+        row_values[f"row{i}"] = v
+        confident &= v is not None and p >= settings.routing.accept_confidence
+    if not confident or value is None:
+        return structural_result(
+            name, "R14", ok=None, fields=[st.inp.qid], values=row_values, message="row totals not confidently read"
+        )
+    total = sum(v for v in row_values.values() if v is not None)
+    ok = total == value
+    return structural_result(
+        name, "R14", ok=ok, fields=[st.inp.qid], values={**row_values, st.inp.qid: value},
+        message=f"sum of tally-row totals {total} {'=' if ok else '!='} {value}",
+    )
+
+
+def decode_fields(
+    inputs: Sequence[FieldInput],
+    rules: Sequence[Rule],
+    *,
+    settings: Settings,
+    form_id: str | None = None,
+    calibration: Calibration | None = None,
+) -> PageDecode:
+    """Decode fields jointly under `rules` (ids as in `FieldInput.qid`); see the module docstring."""
+    ds = settings.decode
+    threshold = settings.routing.accept_confidence
+    cal = calibration or load_calibration(ds.calibration_file)
+    states: dict[str, _FieldState] = {}
+    rule_results: list[RuleResult] = []
+
+    for inp in inputs:
+        st = _FieldState(inp)
+        states[inp.qid] = st
+        n_boxes = len(inp.spec.boxes)
+        if inp.boxes is None or len(inp.boxes) != n_boxes:
+            st.unreadable = "not_read"
+            continue
+        if any(b.probs is None for b in inp.boxes):
+            st.unreadable = "engine_error"
+            continue
+        st.probs = _calibrated(inp.boxes, cal)
+        st.dist = field_distribution(st.probs, floor=ds.box_floor, max_classes=ds.max_classes_per_box)
+        st.omr_used = fuse_omr(st.dist, st.probs, inp.omr, min_confidence=ds.omr_min_confidence)
+        st.own_top, st.own_conf = st.dist.top
+
+    variables: dict[str, Var] = {}
+    for qid, st in states.items():
+        if st.dist is None:
+            variables[qid] = Var(qid, [(None, 0.0)], fixed=True)
+            continue
+        ranked = st.dist.ranked()[: ds.max_values_per_field]
+        variables[qid] = Var(qid, ranked, fixed=st.own_conf >= threshold)
+
+    hard = [r for r in rules if r.severity == "hard"]
+    sol = solve(
+        variables, hard, form_error_weight=ds.form_error_weight, node_limit=ds.search_node_limit,
+        prune_ratio=ds.prune_ratio,
+    )
+    values = sol.values
+
+    # Rule results on the chosen values. Per-field range rules are listed only when they fail (they would be noise).
+    for r in rules:
+        res = r.result(values)
+        if isinstance(r, RangeRule) and res.status != "fail":
+            continue
+        rule_results.append(res)
+
+    for qid, st in states.items():
+        v = values[qid]
+        if st.dist is not None and v is None and st.unreadable is None:
+            st.unreadable = "filler_misplaced"
+        if st.unreadable == "filler_misplaced":
+            rule_results.append(
+                structural_result(
+                    f"R15_filler:{qid}", "R15", ok=False, fields=[qid],
+                    message="an X, dash or blank after a digit: not a number",
+                )
+            )
+        if st.inp.omr is not None and st.inp.omr.value is not None and st.omr_used and v is not None:
+            ok = st.inp.omr.value == v
+            rule_results.append(
+                structural_result(
+                    f"R14_omr:{qid}", "R14", ok=ok, fields=[qid], values={qid: v, "omr": st.inp.omr.value},
+                    message=f"OMR bubbles read {st.inp.omr.value}, digits {'agree' if ok else f'give {v}'}",
+                )
+            )
+            if not ok:
+                st.reasons.append("omr_disagrees")
+        rows = _row_totals_result(st, v, settings, cal)
+        if rows is not None:
+            rule_results.append(rows)
+            if rows.status == "fail":
+                st.reasons.append("row_totals_disagree")
+
+    # Attribute rule failures to fields.
+    for res in rule_results:
+        if res.status != "fail" or res.rule in ("R14", "R15"):
+            continue
+        involved = [f for f in res.fields if f in states]
+        if res.severity == "soft":
+            for f in involved:
+                states[f].reasons.append(f"rule_flagged:{res.name}")
+            continue
+        confident_reading = all(variables[f].fixed and values[f] == variables[f].top for f in involved)
+        for f in involved:
+            if confident_reading:
+                states[f].reasons.append("form_inconsistent")
+            states[f].reasons.append(f"rule_failed:{res.name}")
+
+    fields: dict[str, FieldReading] = {}
+    for qid, st in states.items():
+        v = values[qid]
+        spec = st.inp.spec
+        if st.unreadable is not None:
+            chosen = st.dist.classes.get(None) if st.dist is not None else None
+            reasons = [st.unreadable, *st.reasons]
+            fields[qid] = _reading(st, spec, None, chosen, 0.0, "unreadable", reasons, [], settings)
+            continue
+        conf = sol.confidence[qid]
+        if v != st.own_top:
+            st.reasons.append("corrected_by_rules")
+        if qid in sol.limited:
+            st.reasons.append("search_limit")
+        if conf < threshold:
+            st.reasons.append("low_confidence")
+        blocking = [r for r in st.reasons if not r.startswith(NON_BLOCKING_PREFIXES)]
+        status = "needs_review" if blocking else "accepted"
+        alts = [(u, p) for u, p in sol.posterior[qid] if u != v][:3]
+        fields[qid] = _reading(st, spec, v, st.dist.classes.get(v), conf, status, st.reasons, alts, settings)
+
+    if fields and all(f.status == "accepted" for f in fields.values()) and audit_selected(
+        form_id, settings.routing.audit_sample_rate
+    ):
+        for f in fields.values():
+            f.status = "needs_review"
+            f.reasons.append("audit_sample")
+
+    return PageDecode(fields=fields, rules=rule_results, status=page_status(fields.values()), reasons=_page_reasons(fields))
+
+
+def _dedupe(items: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _reading(
+    st: _FieldState,
+    spec: FieldSpec,
+    value: int | None,
+    chosen: tuple[str, ...] | None,
+    conf: float,
+    status: str,
+    reasons: Sequence[str],
+    alts: Sequence[tuple[int | None, float]],
+    settings: Settings,
+) -> FieldReading:
+    boxes = _box_readings(st, chosen, settings.reader.topk)
+    return FieldReading(
+        id=st.inp.qid,
+        label=spec.label,
+        value=value,
+        text="".join(b.char for b in boxes) if boxes else "?" * len(spec.boxes),
+        confidence=round(float(conf), 6),
+        status=status,  # type: ignore[arg-type]
+        reasons=_dedupe(reasons),
+        boxes=boxes,
+        alternatives=[Candidate(char="?" if u is None else str(u), p=round(float(p), 6)) for u, p in alts],
+        omr=st.inp.omr,
+    )
+
+
+def page_status(fields) -> str:
+    fields = list(fields)
+    if not fields or all(f.status == "unreadable" for f in fields):
+        return "unreadable"
+    if all(f.status == "accepted" for f in fields):
+        return "accepted"
+    return "needs_review"
+
+
+def _page_reasons(fields: dict[str, FieldReading]) -> list[str]:
+    return sorted({r for f in fields.values() for r in f.reasons})
+
+
+def decode_page(
+    template: Template,
+    evidence: dict[str, list[BoxEvidence]],
+    omr: dict[str, OmrReading],
+    *,
+    profile: ElectionProfile,
+    settings: Settings,
+    form_id: str | None = None,
+    calibration: Calibration | None = None,
+) -> PageDecode:
+    """Decode one page's fields jointly under its rules (see the module docstring)."""
+    inputs = [
+        FieldInput(
+            qid=f.id,
+            spec=f,
+            boxes=evidence.get(f.id),
+            omr=omr.get(f.id),
+            row_totals=_row_evidence(evidence, f),
+        )
+        for f in template.fields
+    ]
+    return decode_fields(inputs, page_rules(template, profile), settings=settings, form_id=form_id, calibration=calibration)
+
+
+def _row_evidence(evidence: dict[str, list[BoxEvidence]], f: FieldSpec) -> list[list[BoxEvidence]] | None:
+    if not f.row_totals:
+        return None
+    rows = [evidence.get(f"{f.id}#row{i}") for i in range(len(f.row_totals))]
+    if any(r is None for r in rows):
+        return None
+    return rows  # type: ignore[return-value]
+
+
+__all__ = [
+    "BoxEvidence",
+    "FieldDist",
+    "FieldInput",
+    "LinearRule",
+    "PageDecode",
+    "audit_selected",
+    "decode_fields",
+    "decode_page",
+    "field_distribution",
+    "probs_from_topk",
+    "value_of",
+    "value_probability",
+]
