@@ -227,3 +227,20 @@ def test_empty_cells_are_blank_by_convention():
     from ocr.read.base import empty_prediction
 
     assert int(np.argmax(empty_prediction().probs)) == BLANK_INDEX
+
+
+# --- read_cells (what the pipeline calls) --------------------------------------------------------------------------
+
+
+def test_read_cells_wraps_a_single_engine_as_its_own_engine():
+    out = E.read_cells(FakeReader(["4"], name="cnn"), CELLS[:3], timeout_s=5)
+    assert [top(d.combined) for d in out] == ["4", "4", "4"]
+    assert all(set(d.engines) == {"cnn"} for d in out)
+    crashed = E.read_cells(CrashingReader(), CELLS[:3], timeout_s=5)
+    assert len(crashed) == 3 and not any(d.combined.ok for d in crashed)
+
+
+def test_read_cells_gives_the_ensemble_details():
+    ens = E.EnsembleReader(FakeReader(["1"], name="cnn"), FakeReader(["1"], name="tesseract"))
+    out = E.read_cells(ens, CELLS[:2], timeout_s=5)
+    assert all(set(d.engines) == {"cnn", "tesseract"} and top(d.combined) == "1" for d in out)

@@ -211,6 +211,26 @@ class EnsembleReader:
         return [p.combined for p in self.read_detailed(cells)]
 
 
+def read_cells(reader: DigitReader, cells: Sequence[PreparedCell], timeout_s: float) -> list[EnsemblePrediction]:
+    """What the pipeline calls: per-cell combined prediction plus per-engine predictions, for any reader, fenced.
+
+    The ensemble fences each of its engines itself (with their own timeouts); any other reader is run through
+    `safe_read` with `timeout_s` and reported as its own single engine.
+    """
+    cells = list(cells)
+    if not cells:
+        return []
+    if isinstance(reader, EnsembleReader):
+        try:
+            return reader.read_detailed(cells)
+        except Exception as e:  # noqa: BLE001 - a bug in pooling must not fail the page
+            log.exception("ensemble failed on a page")
+            return [EnsemblePrediction(CellPrediction(None, error=f"ensemble: {type(e).__name__}: {e}"))
+                    for _ in cells]
+    name = _engine_name(reader)
+    return [EnsemblePrediction(combined=p, engines={name: p}) for p in safe_read(reader, cells, timeout_s)]
+
+
 # --- construction ------------------------------------------------------------------------------------------------
 
 
