@@ -135,3 +135,22 @@ def test_duplicate_field_id_is_rejected():
         d["constraints"] = []
 
     assert "duplicate field ids" in _broken(dup)
+
+
+def test_marker_ids_are_unique_and_kwk_uses_its_own_range():
+    markers = [(t.marker.family, t.marker.id) for t in list_templates() if t.marker]
+    assert len(markers) == len(set(markers))
+    for t in list_templates():
+        if t.contest == "kwk":
+            assert t.marker is not None and 600 <= t.marker.id <= 699
+            assert t.marker.id % 10 == t.page
+
+
+def test_kwk_variants_have_their_candidates_and_the_valid_sum():
+    for variant, want in [("2", ["IV.1", "IV.2"]), ("6", [f"IV.{n}" for n in range(1, 7)]),
+                          ("tunggal", ["IV.1", "IV.kolom_kosong"])]:
+        t = get_template(f"kwk-2024-{variant}-p2")
+        assert [f.id for f in t.fields if f.section == "IV"] == want
+        r7 = next(c for c in t.constraints if c.rule == "R7")
+        assert r7.lhs == want and r7.rhs == ["V.A"]
+        assert t.election == "pilkada_2024"
