@@ -90,6 +90,37 @@ def probs_from_topk(topk: Sequence[tuple[str, float]]) -> np.ndarray:
     return p / p.sum()
 
 
+def evidence_from_record(fields: dict[str, str | list[dict]], *, sure_p: float = 0.995) -> dict[str, list[BoxEvidence]]:
+    """Box evidence from a recorded document (the probability fixtures, the calibration JSONL).
+
+    Per field either a list of boxes `{"topk": [[char, p], ...], "empty": bool, "ink": float}` or, for boxes read
+    with no doubt, a string of characters (`"X62"`; `"_"` an empty box, `"-"` a dash), each given `sure_p`.
+    """
+    out: dict[str, list[BoxEvidence]] = {}
+    for fid, spec in fields.items():
+        if isinstance(spec, str):
+            out[fid] = [
+                BoxEvidence(probs_from_topk([(c, sure_p)]), {}, 0.0 if c == "_" else 0.1, c == "_", False) for c in spec
+            ]
+            continue
+        boxes = []
+        for b in spec:
+            topk = [(str(c), float(p)) for c, p in b.get("topk") or []]
+            empty = bool(b.get("empty", False))
+            boxes.append(
+                BoxEvidence(
+                    probs=probs_from_topk(topk) if topk else None,
+                    engines={k: [(str(c), float(p)) for c, p in v] for k, v in (b.get("engines") or {}).items()},
+                    ink=float(b.get("ink", 0.0 if empty else 0.1)),
+                    empty=empty,
+                    touches_border=bool(b.get("touches_border", False)),
+                    error=b.get("error") if topk else (b.get("error") or "no probabilities recorded"),
+                )
+            )
+        out[fid] = boxes
+    return out
+
+
 def class_index(ch: str) -> int:
     if ch in ("-", "_"):
         return BLANK_INDEX
@@ -355,6 +386,7 @@ class _FieldState:
     dist: FieldDist | None = None
     own_top: int | None = None
     own_conf: float = 0.0
+    digits_top: int | None = None  # the best value from the digit boxes alone, before OMR is fused in
     omr_used: bool = False
     reasons: list[str] = field(default_factory=list)
     unreadable: str | None = None  # reason the field has no number at all
@@ -379,6 +411,11 @@ def _calibrated(boxes: list[BoxEvidence], cal: Calibration) -> list[np.ndarray] 
     return out
 
 
+def _cand(char: str, p: float) -> Candidate:
+    # model_construct: these are built here from checked values, and validation dominated the decode time
+    return Candidate.model_construct(char=char, p=round(float(p), 6))
+
+
 def _box_readings(st: _FieldState, chosen: tuple[str, ...] | None, k: int) -> list[BoxReading]:
     boxes = st.inp.boxes or []
     out = []
@@ -390,18 +427,18 @@ def _box_readings(st: _FieldState, chosen: tuple[str, ...] | None, k: int) -> li
             char, topk = "?", []
         else:
             order = np.argsort(-probs)[:k]
-            topk = [Candidate(char=render(CLASSES[j], b.empty), p=round(float(probs[j]), 6)) for j in order]
+            topk = [_cand(render(CLASSES[j], b.empty), probs[j]) for j in order]
             cls = chosen[i] if chosen is not None else CLASSES[int(order[0])]
             char = render(cls, b.empty)
         out.append(
-            BoxReading(
+            BoxReading.model_construct(
                 index=i,
                 char=char,
                 topk=topk,
                 ink=round(float(b.ink), 5),
                 touches_border=bool(b.touches_border),
                 engines={
-                    name: [Candidate(char=render(c, b.empty), p=round(float(p), 6)) for c, p in tk]
+                    name: [_cand(render(c, b.empty), p) for c, p in tk]
                     for name, tk in b.engines.items()
                 },
                 error=b.error,
@@ -467,6 +504,7 @@ def decode_fields(
             continue
         st.probs = _calibrated(inp.boxes, cal)
         st.dist = field_distribution(st.probs, floor=ds.box_floor, max_classes=ds.max_classes_per_box)
+        st.digits_top = st.dist.top[0]
         st.omr_used = fuse_omr(st.dist, st.probs, inp.omr, min_confidence=ds.omr_min_confidence)
         st.own_top, st.own_conf = st.dist.top
 
@@ -503,12 +541,15 @@ def decode_fields(
                     message="an X, dash or blank after a digit: not a number",
                 )
             )
-        if st.inp.omr is not None and st.inp.omr.value is not None and st.omr_used and v is not None:
-            ok = st.inp.omr.value == v
+        if st.omr_used:
+            # The independent readings are compared as read: the digit boxes alone against the bubbles. The chosen
+            # value may follow the OMR, but a disagreement always goes to a person.
+            omr_v, dig = st.inp.omr.value, st.digits_top  # type: ignore[union-attr]
+            ok = omr_v == dig
             rule_results.append(
                 structural_result(
-                    f"R14_omr:{qid}", "R14", ok=ok, fields=[qid], values={qid: v, "omr": st.inp.omr.value},
-                    message=f"OMR bubbles read {st.inp.omr.value}, digits {'agree' if ok else f'give {v}'}",
+                    f"R14_omr:{qid}", "R14", ok=ok, fields=[qid], values={"digits": dig, "omr": omr_v},
+                    message=f"OMR bubbles read {omr_v}, digit boxes {'agree' if ok else f'read {dig}'}",
                 )
             )
             if not ok:
@@ -629,7 +670,22 @@ def decode_page(
         )
         for f in template.fields
     ]
-    return decode_fields(inputs, page_rules(template, profile), settings=settings, form_id=form_id, calibration=calibration)
+    rules = _page_rules_cached(template, profile)
+    return decode_fields(inputs, rules, settings=settings, form_id=form_id, calibration=calibration)
+
+
+_RULE_CACHE: dict[tuple[int, ElectionProfile], tuple[Template, list[Rule]]] = {}
+
+
+def _page_rules_cached(template: Template, profile: ElectionProfile) -> list[Rule]:
+    # Templates and profiles are immutable; the identity check guards against a recycled id().
+    key = (id(template), profile)
+    hit = _RULE_CACHE.get(key)
+    if hit is None or hit[0] is not template:
+        if len(_RULE_CACHE) > 256:
+            _RULE_CACHE.clear()
+        hit = _RULE_CACHE[key] = (template, page_rules(template, profile))
+    return hit[1]
 
 
 def _row_evidence(evidence: dict[str, list[BoxEvidence]], f: FieldSpec) -> list[list[BoxEvidence]] | None:
@@ -650,6 +706,7 @@ __all__ = [
     "audit_selected",
     "decode_fields",
     "decode_page",
+    "evidence_from_record",
     "field_distribution",
     "probs_from_topk",
     "value_of",

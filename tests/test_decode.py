@@ -108,3 +108,194 @@ def test_missing_evidence_is_not_read():
     ev = {k: sure(v) for k, v in PAGE1.items() if k != "II.4"}
     f = decode("ppwp-2024-plano-p1", ev).fields["II.4"]
     assert f.status == "unreadable" and f.reasons[0] == "not_read"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Recorded top-k fixtures (tests/fixtures/probabilities/*.json). Each holds, per page template, per field either the
+# boxes' recorded top-k (`{"topk": [[char, p], ...], "empty": bool}`) or, for boxes read with no doubt, a string of
+# characters; `written` is what the form says; `misread` the wrong number the over-confident reader's top-1 spells.
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from ocr.decode import evidence_from_record  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures" / "probabilities"
+
+
+def load_fixture(name: str) -> dict:
+    return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def decode_fixture_pages(doc: dict, settings=SETTINGS) -> dict:
+    return {tid: decode(tid, evidence_from_record(fields), settings=settings) for tid, fields in doc["pages"].items()}
+
+
+CANONICAL = ["tps_62_read_as_941", "tps_62_read_as_941_overconfident", "tps_105_read_as_905",
+             "page1_86_read_as_886", "page1_001_read_as_881"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CANONICAL)
+def test_canonical_2024_misreads_are_never_accepted(name):
+    doc = load_fixture(name)
+    pages = decode_fixture_pages(doc)
+    for key, wrong in doc["misread"].items():
+        tid, fid = key.split(":", 1)
+        f = pages[tid].fields[fid]
+        # the fixture really is an over-confident misread: the boxes' top-1 classes spell the wrong number
+        assert value_of(tuple("_" if b.topk[0].char == "-" else b.topk[0].char for b in f.boxes)) == wrong
+        assert f.status != "accepted"
+        assert pages[tid].status == "needs_review"
+
+
+@pytest.mark.parametrize("name", ["page1_86_read_as_886", "page1_001_read_as_881"])
+def test_page_sums_correct_the_misread_and_still_route_it_to_review(name):
+    doc = load_fixture(name)
+    pages = decode_fixture_pages(doc)
+    for key in doc["misread"]:
+        tid, fid = key.split(":", 1)
+        f = pages[tid].fields[fid]
+        assert f.value == doc["written"][key]
+        assert f.status == "needs_review" and "corrected_by_rules" in f.reasons
+    # every other field is read as written and accepted
+    for tid, page in pages.items():
+        for fid, f in page.fields.items():
+            if f"{tid}:{fid}" not in doc["misread"]:
+                assert (f.value, f.status) == (doc["written"][f"{tid}:{fid}"], "accepted"), fid
+
+
+def test_kpps_arithmetic_mistake_is_form_inconsistent_with_written_numbers_kept():
+    doc = load_fixture("page1_kpps_arithmetic_error")
+    page = decode_fixture_pages(doc)["ppwp-2024-plano-p1"]
+    for fid, f in page.fields.items():
+        assert f.value == doc["written"][f"ppwp-2024-plano-p1:{fid}"], fid  # nothing "fixed"
+    b4 = page.fields["I.B4.LP"]
+    assert b4.value == 244 and b4.status == "needs_review"
+    assert "form_inconsistent" in b4.reasons and "rule_failed:R3_B4_LP" in b4.reasons
+    failed = {r.name: r for r in page.rules if r.status == "fail"}
+    assert set(failed) == {"R2_I.B4_L_plus_P", "R3_B4_LP", "R6_ballots_used_eq_voters"}
+    r3 = failed["R3_B4_LP"]
+    assert r3.values == {"I.B1.LP": 210, "I.B2.LP": 5, "I.B3.LP": 0, "I.B4.LP": 244}
+    assert "215" in r3.message and "244" in r3.message
+    # fields no failing rule touches stay accepted
+    assert page.fields["I.A.L"].status == "accepted"
+
+
+def test_x_after_a_digit_fixture_is_unreadable():
+    doc = load_fixture("page3_x_after_digit")
+    f = decode_fixture_pages(doc)["ppwp-2024-plano-p3"].fields["V.B"]
+    assert (f.value, f.text, f.status) == (None, "1X0", "unreadable")
+
+
+def test_omr_agreement_raises_confidence_and_disagreement_is_flagged():
+    from ocr.results import OmrReading
+
+    ev = {"IV.1": sure("X62"), "IV.2": sure("105"), "IV.3": sure("X38")}
+    ev["IV.1"][1] = box([("6", 0.85), ("8", 0.13)])  # 62 at 0.85: not enough alone
+    alone = decode("ppwp-2024-plano-p2", ev).fields["IV.1"]
+    assert alone.status == "needs_review" and "low_confidence" in alone.reasons
+
+    def omr(v):
+        return OmrReading(digits=[None, v // 10, v % 10], value=v, confidence=0.99, fills=[])
+
+    agree = decode("ppwp-2024-plano-p2", ev, omr={"IV.1": omr(62)})
+    f = agree.fields["IV.1"]
+    assert f.value == 62 and f.confidence > alone.confidence and f.status == "accepted"
+    assert any(r.name == "R14_omr:IV.1" and r.status == "pass" for r in agree.rules)
+
+    disagree = decode("ppwp-2024-plano-p2", ev, omr={"IV.1": omr(82)})
+    f = disagree.fields["IV.1"]
+    assert f.status == "needs_review" and "omr_disagrees" in f.reasons
+    r = next(r for r in disagree.rules if r.name == "R14_omr:IV.1")
+    assert r.status == "fail" and r.severity == "cross_check" and r.values == {"digits": 62, "omr": 82}
+
+
+def test_audit_sample_is_deterministic_and_sends_accepted_pages_to_review():
+    from ocr.decode import audit_selected
+
+    s = Settings(routing={"accept_confidence": 0.98, "audit_sample_rate": 0.5})
+    ids = [f"form-{i}" for i in range(400)]
+    picked = [i for i in ids if audit_selected(i, 0.5)]
+    assert picked == [i for i in ids if audit_selected(i, 0.5)]
+    assert 120 < len(picked) < 280  # about half
+    ev = {k: sure(v) for k, v in PAGE1.items()}
+    d_in = decode("ppwp-2024-plano-p1", ev, form_id=picked[0], settings=s)
+    assert d_in.status == "needs_review" and "audit_sample" in d_in.reasons
+    out = next(i for i in ids if not audit_selected(i, 0.5))
+    assert decode("ppwp-2024-plano-p1", ev, form_id=out, settings=s).status == "accepted"
+
+
+def test_page_reading_json_round_trip():
+    from ocr.results import PageReading
+
+    d = decode_fixture_pages(load_fixture("page1_86_read_as_886"))["ppwp-2024-plano-p1"]
+    pr = PageReading(image="x", status="read", engine="fixture", page_status=d.status, page_reasons=d.reasons,
+                     fields=d.fields, rules=d.rules)  # fmt: skip
+    back = PageReading.model_validate_json(pr.model_dump_json())
+    assert back.fields["I.B1.LP"].value == 86 and back.fields["I.B1.LP"].boxes[0].topk[0].char == "8"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Property: whatever the reader says, no accepted field breaks a hard rule, and values follow the filler rule.
+
+from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st  # noqa: E402
+
+from ocr.rules import page_rules  # noqa: E402
+
+_CHARS = "0123456789X_"
+
+
+@st.composite
+def box_strategy(draw):
+    kind = draw(st.sampled_from(["sure", "two", "noise"]))
+    top = draw(st.sampled_from(_CHARS))
+    if kind == "sure":
+        return box([(top, draw(st.floats(0.97, 0.9999)))], empty=top == "_" and draw(st.booleans()))
+    if kind == "two":
+        second = draw(st.sampled_from(_CHARS.replace(top, "")))
+        p = draw(st.floats(0.4, 0.95))
+        return box([(top, p), (second, (1 - p) * 0.95)])
+    seed = draw(st.integers(0, 2**32 - 1))
+    p = np.random.default_rng(seed).dirichlet(np.full(12, 0.3))
+    return BoxEvidence(p, {}, 0.1, False, False)
+
+
+@st.composite
+def page_strategy(draw, template_id):
+    t = get_template(template_id)
+    # mostly plausible numbers read with noise, so the rules sometimes hold and sometimes break
+    return {f.id: [draw(box_strategy()) for _ in f.boxes] for f in t.fields}
+
+
+@pytest.mark.parametrize("template_id", ["ppwp-2024-plano-p1", "ppwp-2024-plano-p2", "ppwp-2024-plano-p3"])
+@hyp_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_no_accepted_field_ever_breaks_a_hard_rule(template_id, data):
+    ev = data.draw(page_strategy(template_id))
+    d = decode(template_id, ev)
+    t = get_template(template_id)
+    values = {fid: f.value for fid, f in d.fields.items()}
+    for r in page_rules(t, PROFILE):
+        if r.severity != "hard":
+            continue
+        if r.holds(values) is False:
+            for fid in r.fields:
+                assert d.fields[fid].status != "accepted", (r.name, fid)
+    for fid, f in d.fields.items():
+        classes = tuple("_" if c == "-" else c for c in f.text)
+        if "?" not in classes:
+            assert f.value == value_of(classes)
+        if f.status == "accepted":
+            assert f.value is not None and f.confidence >= SETTINGS.routing.accept_confidence
+            assert t.field(fid).min <= f.value <= t.field(fid).max
+
+
+@hyp_settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_all_sure_confident_page_keeps_every_written_digit(data):
+    """Confident readings are never changed to satisfy a rule: with every box sure, values are the top-1 spelling."""
+    t = get_template("ppwp-2024-plano-p1")
+    texts = {f.id: "".join(data.draw(st.sampled_from("0123456789X")) for _ in f.boxes) for f in t.fields}
+    d = decode("ppwp-2024-plano-p1", {k: sure(v) for k, v in texts.items()})
+    for fid, text in texts.items():
+        assert d.fields[fid].value == value_of(tuple(text)), fid
