@@ -1,0 +1,89 @@
+"""Consistency rules built from template constraints and election profiles (ocr/rules.py)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from ocr.config import Settings
+from ocr.errors import TemplateError
+from ocr.rules import CATALOGUE, LinearRule, RangeRule, bind_constraint, page_rules
+from ocr.templates import get_template, list_templates
+from ocr.templates.schema import Constraint
+
+SETTINGS = Settings()
+
+
+def reserve_rule(profile_name: str) -> LinearRule:
+    c = Constraint(
+        name="R12_reserve", rule="R12", severity="soft", lhs=["II.1"], op="<=", rhs=["I.A.LP"],
+        rhs_plus_fraction_param="reserve_ballot_pct",
+    )  # fmt: skip
+    return bind_constraint(c, SETTINGS.profile(profile_name))
+
+
+def test_catalogue_names_r1_to_r16():
+    assert list(CATALOGUE) == [f"R{i}" for i in range(1, 17)]
+
+
+@pytest.mark.parametrize(
+    "profile,dpt,limit",
+    [("pemilu_2024", 250, 255), ("pemilu_2024", 251, 257), ("pemilu_2024", 300, 306), ("pilkada_2024", 600, 615),
+     ("pilkada_2024", 41, 43)],
+)  # fmt: skip
+def test_reserve_is_a_fraction_of_dpt_rounded_up(profile, dpt, limit):
+    r = reserve_rule(profile)
+    assert r.holds({"II.1": limit, "I.A.LP": dpt}) is True
+    assert r.holds({"II.1": limit + 1, "I.A.LP": dpt}) is False
+
+
+@pytest.mark.parametrize("profile,cap", [("pemilu_2024", 300), ("pilkada_2020", 500), ("pilkada_2024", 600)])
+def test_caps_come_from_the_election_profile(profile, cap):
+    t = get_template("ppwp-2024-plano-p1")
+    rules = {r.name: r for r in page_rules(t, SETTINGS.profile(profile))}
+    r10 = rules["R10_voters_cap"]
+    assert r10.holds({"I.B4.LP": cap}) is True and r10.holds({"I.B4.LP": cap + 1}) is False
+    # every field with cap_param is capped, once (the template's own R10 constraint is not duplicated)
+    assert "R10_cap:I.B4.LP" not in rules
+    assert rules["R10_cap:II.3"].hi == cap
+
+
+def test_failed_rule_reports_fields_numbers_and_message():
+    t = get_template("ppwp-2024-plano-p1")
+    r = next(r for r in page_rules(t, SETTINGS.profile("pemilu_2024")) if r.name == "R3_B4_LP")
+    res = r.result({"I.B1.LP": 10, "I.B2.LP": 2, "I.B3.LP": 1, "I.B4.LP": 14})
+    assert (res.status, res.rule, res.severity) == ("fail", "R3", "hard")
+    assert res.fields == ["I.B1.LP", "I.B2.LP", "I.B3.LP", "I.B4.LP"]
+    assert res.values["I.B4.LP"] == 14 and "13" in res.message and "14" in res.message
+    assert r.result({"I.B1.LP": 10, "I.B2.LP": 2, "I.B3.LP": 1, "I.B4.LP": 13}).status == "pass"
+    pending = r.result({"I.B1.LP": 10, "I.B2.LP": None, "I.B3.LP": 1, "I.B4.LP": 13})
+    assert pending.status == "pending" and "I.B2.LP" in pending.message
+
+
+def test_date_fields_have_their_own_range():
+    t = get_template("ppwp-2024-plano-p3")
+    rules = {r.name: r for r in page_rules(t, SETTINGS.profile("pemilu_2024"))}
+    day = rules["R1_range:tanggal"]
+    assert isinstance(day, RangeRule)
+    assert day.holds({"tanggal": 0}) is False and day.holds({"tanggal": 14}) is True and day.holds({"tanggal": 32}) is False
+    assert "R10_cap:tanggal" not in rules  # dates are not counts
+
+
+def test_unknown_profile_parameter_is_a_template_error():
+    c = Constraint(name="x", rule="R10", severity="hard", lhs=["a"], op="<=", rhs_param="no_such_param")
+    with pytest.raises(TemplateError, match="no_such_param"):
+        bind_constraint(c, SETTINGS.profile("pemilu_2024"))
+
+
+@pytest.mark.parametrize("template", list_templates(), ids=lambda t: t.id)
+def test_every_builtin_template_binds_to_its_profile(template):
+    rules = page_rules(template, SETTINGS.profile(template.election))
+    assert all(r.rule in CATALOGUE for r in rules)
+    assert {f.id for f in template.fields} <= {f for r in rules for f in r.fields}
+
+
+@given(st.lists(st.integers(0, 999), min_size=4, max_size=4))
+def test_sum_rule_holds_exactly_when_the_sum_matches(xs):
+    r = LinearRule(name="s", rule="R3", severity="hard", lhs=("a", "b", "c"), op="==", rhs=("d",))
+    vals = dict(zip("abcd", xs))
+    assert r.holds(vals) == (xs[0] + xs[1] + xs[2] == xs[3])
