@@ -30,7 +30,7 @@ from ocr.templates.schema import FieldSpec, Rect, Template
 
 APRILTAG_DICT = cv2.aruco.DICT_APRILTAG_36h10
 DETECT_LONG_SIDE = 1600  # tag search resolution (a 32 mm tag on a 600 mm page is still ~80 px)
-FIDUCIAL_WINDOW_MM = 11.0  # search half-window around a predicted fiducial
+FIDUCIAL_WINDOW_MM = 11.0  # search half-window around a predicted fiducial (must exceed FIDUCIAL_PATCH_MM)
 FIDUCIAL_PATCH_MM = 6.5  # half-size of the fiducial appearance that is matched
 FIDUCIAL_DPMM = 8.0
 FIDUCIAL_MIN_SCORE = 0.45
@@ -160,48 +160,108 @@ def _tag_page_corners(template: Template) -> np.ndarray:
     return np.array([rect_corners[(i + k) % 4] for i in range(4)], dtype=np.float64)
 
 
-def _refine_fiducial(dark: np.ndarray, H: np.ndarray, template: Template, pt: tuple[float, float]):
-    """Find one frame point near its prediction; returns (photo px point, score) or None."""
-    win = FIDUCIAL_WINDOW_MM
-    region = Rect(x=pt[0] - win, y=pt[1] - win, w=2 * win, h=2 * win)
-    size = int(round(2 * win * FIDUCIAL_DPMM))
-    patch = warp_region(dark, H, region, size, size, border_value=0)
-    pr = Rect(x=pt[0] - FIDUCIAL_PATCH_MM, y=pt[1] - FIDUCIAL_PATCH_MM, w=2 * FIDUCIAL_PATCH_MM, h=2 * FIDUCIAL_PATCH_MM)
-    tmpl = _reference_region(template, pr, FIDUCIAL_DPMM)
-    if tmpl is None or float(tmpl.std()) < 1:
+def _match_fiducial(dark: np.ndarray, H: np.ndarray, template: Template, pt, window_mm: float, dpmm: float,
+                    scales=(1.0,), min_score: float = FIDUCIAL_MIN_SCORE):
+    """Best match of the frame point's printed appearance within +-window_mm of where H predicts it.
+
+    `scales` lets a wide search absorb the perspective scale change between the tag and a far corner.
+    Returns (page-mm position under H of the match, score) or None."""
+    region = Rect(x=pt[0] - window_mm, y=pt[1] - window_mm, w=2 * window_mm, h=2 * window_mm)
+    size = int(round(2 * window_mm * dpmm))
+    patch = warp_region(dark, H, region, size, size, border_value=0).astype(np.float32)
+    best = None
+    for sc in scales:
+        half = FIDUCIAL_PATCH_MM / sc  # a bigger-looking fiducial = a smaller page area at this H
+        pr = Rect(x=pt[0] - half, y=pt[1] - half, w=2 * half, h=2 * half)
+        side = int(round(2 * FIDUCIAL_PATCH_MM * dpmm))
+        tmpl = _reference_region(template, pr, side / (2 * half))
+        if tmpl is None or float(tmpl.std()) < 1 or tmpl.shape[0] >= patch.shape[0] or tmpl.shape[1] >= patch.shape[1]:
+            continue
+        res = cv2.matchTemplate(patch, tmpl.astype(np.float32), cv2.TM_CCOEFF_NORMED)
+        px, py, score = _subpixel_peak(res)
+        if best is None or score > best[2]:
+            best = (px + tmpl.shape[1] / 2, py + tmpl.shape[0] / 2, score)
+    if best is None or best[2] < min_score:
         return None
-    res = cv2.matchTemplate(patch.astype(np.float32), tmpl.astype(np.float32), cv2.TM_CCOEFF_NORMED)
-    px, py, score = _subpixel_peak(res)
-    if score < FIDUCIAL_MIN_SCORE:
+    return (region.x + best[0] / dpmm, region.y + best[1] / dpmm), best[2]
+
+
+def _shifted(H: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """H moved by (dx, dy) page mm: page point p maps where p + (dx, dy) mapped before."""
+    return H @ np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]], dtype=np.float64)
+
+
+def _refine_fiducial(dark: np.ndarray, H: np.ndarray, template: Template, pt, window_mm: float = FIDUCIAL_WINDOW_MM):
+    """Find one frame point near its prediction. Wide windows are searched coarsely first (low resolution, several
+    scales, a stricter score), then the hit is re-searched at full resolution.
+
+    Returns (photo px point, score) or None."""
+    dx = dy = 0.0
+    if window_mm > FIDUCIAL_WINDOW_MM:
+        dpmm = min(4.0, max(1.5, 200.0 / window_mm))
+        m = _match_fiducial(dark, H, template, pt, window_mm, dpmm, scales=(0.75, 0.9, 1.1, 1.3), min_score=0.7)
+        if m is None:
+            return None
+        dx, dy = m[0][0] - pt[0], m[0][1] - pt[1]
+    H2 = _shifted(H, dx, dy)
+    f = _match_fiducial(dark, H2, template, pt, FIDUCIAL_WINDOW_MM, FIDUCIAL_DPMM)
+    if f is None:
         return None
-    # top-left of the match -> the frame point (centre of the template)
-    found_mm = (region.x + (px + tmpl.shape[1] / 2) / FIDUCIAL_DPMM, region.y + (py + tmpl.shape[0] / 2) / FIDUCIAL_DPMM)
-    return project(H, [found_mm])[0], score
+    return project(H2, [f[0]])[0], f[1]
 
 
 def _locate_by_tag(gray: np.ndarray, dark: np.ndarray, tag_id: int, corners: np.ndarray, template: Template) -> Located:
+    """Tag -> coarse homography; then the fiducials, nearest first, each found one tightening the homography.
+
+    A 32 mm tag extrapolated 800 mm across a page in perspective can be off by centimetres, so the search window grows
+    with the distance from what is already known."""
     tag_pts = _tag_page_corners(template)
     H = homography_from_points(tag_pts, corners)
     frame = [tuple(p) for p in template.frame.points]
-    found_page: list[tuple[float, float]] = []
-    found_img: list[np.ndarray] = []
-    for _ in range(2):  # the second pass starts from the better homography
-        found_page, found_img = [], []
-        for p in frame:
-            r = _refine_fiducial(dark, H, template, p)
+    tag_c = tag_pts.mean(axis=0)
+    order = sorted(range(len(frame)), key=lambda i: np.hypot(frame[i][0] - tag_c[0], frame[i][1] - tag_c[1]))
+    found: dict[int, np.ndarray] = {}
+    for i in order:
+        known = [tag_c] + [np.array(frame[j]) for j in found]
+        dist = min(np.hypot(frame[i][0] - k[0], frame[i][1] - k[1]) for k in known)
+        window = min(FIDUCIAL_WINDOW_MM + 0.15 * dist, 130.0)
+        r = _refine_fiducial(dark, H, template, frame[i], window)
+        if r is None:
+            continue
+        found[i] = r[0]
+        pp = np.array([frame[j] for j in found] + list(map(tuple, tag_pts)))
+        ii = np.array([found[j] for j in found] + list(corners))
+        H = homography_from_points(pp, ii)
+    if len(found) >= 3:
+        # Leave-one-out check: a fiducial that disagrees with the homography of all the other points was a false
+        # match found through a wide window; search it again, tightly, where the others put it.
+        for i in list(found):
+            others = [j for j in found if j != i]
+            pp = np.array([frame[j] for j in others] + list(map(tuple, tag_pts)))
+            ii = np.array([found[j] for j in others] + list(corners))
+            H_o = homography_from_points(pp, ii)
+            pred = project(H_o, [frame[i]])[0]
+            if np.linalg.norm(pred - found[i]) / local_scale_px_per_mm(H_o, *frame[i]) > 2.0:
+                r = _refine_fiducial(dark, H_o, template, frame[i])
+                if r is None:
+                    del found[i]
+                else:
+                    found[i] = r[0]
+    if len(found) >= 3:
+        # A final pass at the tight window from the best homography.
+        pp = np.array([frame[j] for j in found] + list(map(tuple, tag_pts)))
+        ii = np.array([found[j] for j in found] + list(corners))
+        H = homography_from_points(pp, ii)
+        for i in list(found):
+            r = _refine_fiducial(dark, H, template, frame[i])
             if r is not None:
-                found_page.append(p)
-                found_img.append(r[0])
-        if len(found_page) >= 3:
-            pp = np.array(list(found_page) + list(map(tuple, tag_pts)))
-            ii = np.array(list(found_img) + list(corners))
-            H = homography_from_points(pp, ii)
-    if len(found_page) >= 3:
-        pp = np.array(list(found_page) + list(map(tuple, tag_pts)))
-        ii = np.array(list(found_img) + list(corners))
+                found[i] = r[0]
+        pp = np.array([frame[j] for j in found] + list(map(tuple, tag_pts)))
+        ii = np.array([found[j] for j in found] + list(corners))
+        H = homography_from_points(pp, ii)
         err_px = reprojection_error(H, pp, ii)
         err_mm = err_px / max(local_scale_px_per_mm(H, *np.mean(pp, axis=0)), 1e-6)
-        method = "checker_fiducials" if len(found_page) == 4 else "checker_fiducials_partial"
+        method = "checker_fiducials" if len(found) == 4 else "checker_fiducials_partial"
     else:
         err_mm = None
         method = "apriltag"
@@ -259,39 +319,50 @@ def find_page_quad(gray: np.ndarray) -> np.ndarray:
 
 
 def find_corner_squares(gray: np.ndarray) -> np.ndarray | None:
-    """Centres of the four printed corner squares (tl, tr, br, bl), or None."""
+    """Centres of the four printed corner squares (tl, tr, br, bl), or None.
+
+    Handwriting often touches a square (a signature stroke, a redaction blob): thin strokes are opened away first,
+    and when one corner is lost the fourth is completed from the other three (a scan is close to affine).
+    """
     h, w = gray.shape[:2]
     f = min(1.0, 1400.0 / max(h, w))
     small = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else gray
     _, th = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
-    n, lab, stats, cents = cv2.connectedComponentsWithStats(th, connectivity=8)
     sh, sw = small.shape[:2]
     diag = math.hypot(sh, sw)
+    k = max(3, int(round(0.006 * diag)))
+    th = cv2.morphologyEx(th, cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
+    n, lab, stats, cents = cv2.connectedComponentsWithStats(th, connectivity=8)
     cands = []
     for i in range(1, n):
         x, y, ww, hh, a = stats[i]
-        if ww < 0.006 * diag or ww > 0.05 * diag:
+        if ww < 0.008 * diag or ww > 0.05 * diag:
             continue
         if not (0.7 < ww / max(hh, 1) < 1.4):
             continue
         if a < 0.8 * ww * hh:
             continue
         cands.append(cents[i])
-    if len(cands) < 4:
+    if len(cands) < 3:
         return None
     cands = np.array(cands)
     corners = np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], dtype=np.float64)
-    chosen = []
+    chosen: list[np.ndarray | None] = []
     for c in corners:
         d = np.linalg.norm(cands - c, axis=1)
         j = int(np.argmin(d))
-        if d[j] > 0.35 * diag:
-            return None
-        chosen.append(cands[j])
-    chosen = np.array(chosen)
-    if len({tuple(p) for p in chosen}) < 4:
+        chosen.append(cands[j] if d[j] < 0.2 * diag else None)
+    missing = [i for i, p in enumerate(chosen) if p is None]
+    if len(missing) > 1:
         return None
-    return chosen / f
+    if missing:
+        i = missing[0]
+        a, b, c = chosen[(i + 1) % 4], chosen[(i + 2) % 4], chosen[(i + 3) % 4]
+        chosen[i] = a + c - b  # parallelogram completion
+    pts = np.array(chosen)
+    if len({(round(p[0]), round(p[1])) for p in pts}) < 4:
+        return None
+    return pts / f
 
 
 def _field_search_rect(fs: FieldSpec) -> Rect:
@@ -350,41 +421,74 @@ def refine_by_fields(dark: np.ndarray, H: np.ndarray, template: Template) -> tup
     return H, score, n_matched
 
 
-def _hypotheses(template: Template, quad_img: np.ndarray):
-    """Homographies mapping the template frame onto a detected quad, one per quarter turn."""
-    frame = np.array(template.frame.points, dtype=np.float64)
+def layout_fit(dark: np.ndarray, H: np.ndarray, template: Template, tolerance_mm: float = 1.5) -> float:
+    """How well every field's row of boxes sits where H puts it (mean match score, each field allowed only
+    `tolerance_mm` of play). Unlike the refinement search, a wrong page or a wrong quarter turn cannot score well by
+    letting each field wander to the nearest box-like lines."""
+    ih, iw = dark.shape[:2]
+    scores = []
+    for fs in template.fields:
+        core = _field_search_rect(fs)
+        pad = 2.5
+        tmpl_rect = Rect(x=core.x - pad, y=core.y - pad, w=core.w + 2 * pad, h=core.h + 2 * pad)
+        centre = project(H, [tmpl_rect.center])[0]
+        if not (0 <= centre[0] < iw and 0 <= centre[1] < ih):
+            scores.append(0.0)
+            continue
+        s = tolerance_mm
+        region = Rect(x=tmpl_rect.x - s, y=tmpl_rect.y - s, w=tmpl_rect.w + 2 * s, h=tmpl_rect.h + 2 * s)
+        rw, rh = int(round(region.w * FIELD_DPMM)), int(round(region.h * FIELD_DPMM))
+        patch = cv2.GaussianBlur(warp_region(dark, H, region, rw, rh, border_value=0).astype(np.float32), (0, 0), 1.0)
+        tmpl = cv2.GaussianBlur(_box_pattern(template, fs, tmpl_rect, FIELD_DPMM), (0, 0), 1.0)
+        res = cv2.matchTemplate(patch, tmpl, cv2.TM_CCOEFF_NORMED)
+        scores.append(max(float(res.max()), 0.0))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def _hypotheses(points_mm, quad_img: np.ndarray):
+    """Homographies mapping four page points onto a detected quad, one per quarter turn."""
+    pts = np.array(points_mm, dtype=np.float64)
     for k in range(4):
-        yield k * 90, homography_from_points(frame, np.roll(quad_img, -k, axis=0))
+        yield k * 90, homography_from_points(pts, np.roll(quad_img, -k, axis=0))
 
 
 def _locate_without_marker(gray: np.ndarray, dark: np.ndarray, candidates: list[Template]) -> Located | None:
     quads: dict[str, np.ndarray | None] = {}
     best: Located | None = None
+    best_score = -1.0
     for t in candidates:
-        kind = t.frame.kind
-        if kind == "checker_fiducials":
+        if t.frame.kind == "checker_fiducials":
             continue  # marked pages without a readable tag are not guessed
-        if kind not in quads:
-            quads[kind] = find_corner_squares(gray) if kind == "corner_squares" else find_page_quad(gray)
-        quad = quads[kind]
-        if quad is None:
-            continue
-        for rot, H0 in _hypotheses(t, quad):
-            # A wrong quarter turn or a wrong template finds no box rows: the layout score decides.
-            H, score, n = refine_by_fields(dark, H0, t)
-            if n >= 1:
-                H, score, n = refine_by_fields(dark, H, t)
-            if best is None or score > best.layout_score:
-                frame_px = project(H, t.frame.points)
-                best = Located(
-                    template=t,
-                    H=H,
-                    method=kind,
-                    frame_points_px=[tuple(map(float, p)) for p in frame_px],
-                    layout_score=score,
-                    fields_matched=n,
-                    rotation_deg=rot,
-                )
+        ps = t.page_size
+        sources = [(t.frame.kind, t.frame.points)]
+        if t.frame.kind != "page_edges":  # marks lost (cut, inked over): fall back to the sheet outline
+            sources.append(("page_edges", [(0, 0), (ps.width_mm, 0), (ps.width_mm, ps.height_mm), (0, ps.height_mm)]))
+        for kind, pts in sources:
+            if kind not in quads:
+                quads[kind] = find_corner_squares(gray) if kind == "corner_squares" else find_page_quad(gray)
+            quad = quads[kind]
+            if quad is None:
+                continue
+            for rot, H0 in _hypotheses(pts, quad):
+                # A wrong quarter turn or a wrong template finds no box rows and no printed page.
+                H, layout, n = refine_by_fields(dark, H0, t)
+                if n >= 1:
+                    H, layout, n = refine_by_fields(dark, H, t)
+                score = layout_fit(dark, H, t)
+                if score > best_score:
+                    best_score = score
+                    frame_px = project(H, t.frame.points)
+                    best = Located(
+                        template=t,
+                        H=H,
+                        method=kind,
+                        frame_points_px=[tuple(map(float, p)) for p in frame_px],
+                        layout_score=score,
+                        fields_matched=n,
+                        rotation_deg=rot,
+                    )
+        if best is not None and best.template.id == t.id and best_score > 0.6:
+            break  # the expected/first candidate fits clearly: no need to try the others
     return best
 
 
