@@ -65,6 +65,7 @@ class GateThresholds(BaseModel):
     max_tilt_deg: float = 50.0  # angle between camera axis and page normal implied by the homography
     max_cut_off_fraction: float = 0.0  # fraction of digit boxes allowed outside the photo
     max_occluded_boxes: int = 0
+    min_layout_score: float = 0.35  # the digit-box rows must be found where the homography puts them
 
 
 class ReaderSettings(BaseModel):

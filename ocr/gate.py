@@ -80,6 +80,12 @@ def gate(bgr: np.ndarray, loc: Located, th: GateThresholds) -> GateResult:
             Unreadable(UnreadableReason.BAD_GEOMETRY, f"corner marks disagree by {loc.reprojection_error_mm:.1f} mm (folded or curled page?)"),
             m,
         )
+    if loc.layout_score < th.min_layout_score:
+        return GateResult(
+            False,
+            Unreadable(UnreadableReason.BAD_GEOMETRY, f"digit boxes not where the page marks put them (layout score {loc.layout_score:.2f})"),
+            m,
+        )
     if tilt > th.max_tilt_deg:
         return GateResult(False, Unreadable(UnreadableReason.BAD_GEOMETRY, f"photo taken at {tilt:.0f} degrees to the page"), m)
 

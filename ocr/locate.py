@@ -210,6 +210,36 @@ def _refine_fiducial(dark: np.ndarray, H: np.ndarray, template: Template, pt, wi
     return project(H2, [f[0]])[0], f[1]
 
 
+def find_checker_candidates(gray: np.ndarray) -> np.ndarray:
+    """Photo positions of every "two black squares touching at a corner" mark (the 2024 plano's fiducials).
+
+    Scale- and perspective-tolerant: each mark is one 8-connected dark blob whose centroid is the touch point, with
+    two diagonally opposite quadrants filled and the other two empty. Returns an (N, 2) array (maybe empty).
+    """
+    h, w = gray.shape[:2]
+    f = min(1.0, 2000.0 / max(h, w))
+    small = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else gray
+    th = cv2.adaptiveThreshold(small, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, 51, 25)
+    n, lab, stats, cents = cv2.connectedComponentsWithStats(th, connectivity=8)
+    out = []
+    for i in range(1, n):
+        x, y, ww, hh, a = stats[i]
+        if ww < 8 or hh < 8 or ww > 0.1 * small.shape[1] or not (0.5 < ww / hh < 2.0):
+            continue
+        fill = a / float(ww * hh)
+        if not (0.3 < fill < 0.7):
+            continue
+        cx, cy = cents[i]
+        blob = lab[y : y + hh, x : x + ww] == i
+        mx, my = int(round(cx - x)), int(round(cy - y))
+        q = [blob[:my, :mx].mean() if my and mx else 0, blob[:my, mx:].mean() if my else 0,
+             blob[my:, mx:].mean() if mx < ww else 0, blob[my:, :mx].mean() if mx else 0]
+        diag1, diag2 = q[0] + q[2], q[1] + q[3]
+        if max(diag1, diag2) > 1.3 and min(diag1, diag2) < 0.5:
+            out.append((cx / f, cy / f))
+    return np.array(out, dtype=np.float64).reshape(-1, 2)
+
+
 def _locate_by_tag(gray: np.ndarray, dark: np.ndarray, tag_id: int, corners: np.ndarray, template: Template) -> Located:
     """Tag -> coarse homography; then the fiducials, nearest first, each found one tightening the homography.
 
@@ -221,11 +251,23 @@ def _locate_by_tag(gray: np.ndarray, dark: np.ndarray, tag_id: int, corners: np.
     tag_c = tag_pts.mean(axis=0)
     order = sorted(range(len(frame)), key=lambda i: np.hypot(frame[i][0] - tag_c[0], frame[i][1] - tag_c[1]))
     found: dict[int, np.ndarray] = {}
+    candidates = find_checker_candidates(gray) if template.frame.kind == "checker_fiducials" else np.empty((0, 2))
     for i in order:
         known = [tag_c] + [np.array(frame[j]) for j in found]
         dist = min(np.hypot(frame[i][0] - k[0], frame[i][1] - k[1]) for k in known)
         window = min(FIDUCIAL_WINDOW_MM + 0.15 * dist, 130.0)
-        r = _refine_fiducial(dark, H, template, frame[i], window)
+        r = None
+        if len(candidates):
+            # The nearest fiducial-shaped mark (in page mm under the current homography) is searched first:
+            # far from the tag the homography's prediction can be off by more than any safe search window.
+            cand_mm = project(np.linalg.inv(H), candidates)
+            d = np.hypot(cand_mm[:, 0] - frame[i][0], cand_mm[:, 1] - frame[i][1])
+            k = int(np.argmin(d))
+            if d[k] < max(2 * window, 0.6 * dist):
+                r = _refine_fiducial(dark, _shifted(H, cand_mm[k, 0] - frame[i][0], cand_mm[k, 1] - frame[i][1]),
+                                     template, frame[i])
+        if r is None:
+            r = _refine_fiducial(dark, H, template, frame[i], window)
         if r is None:
             continue
         found[i] = r[0]
