@@ -1,0 +1,47 @@
+"""Accepted-field error against review rate over the accept threshold, from benchmark field records.
+
+    python bench/sweep.py --input bench/out/fields.jsonl [--thresholds 0.9,0.95,0.98,0.99]
+
+The input is the JSON-lines field-record format of `ocr/calibration.py` (one line per field read, with the truth).
+Each field is re-decided on its recorded confidence: accepted at threshold t when it has a value, confidence >= t,
+and nothing but low confidence held it back (failed rules, OMR disagreement, corrections stay in review whatever the
+threshold). Pick the threshold from this curve and set it as `routing.accept_confidence` (C1OCR_ROUTING__ACCEPT_CONFIDENCE).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from ocr.calibration import DEFAULT_THRESHOLDS, read_records, sweep_curve
+
+
+def sweep_command(
+    input: Path = typer.Option(..., "--input", "-i", help="JSONL of field records (see ocr/calibration.py)."),
+    thresholds: str = typer.Option(",".join(map(str, DEFAULT_THRESHOLDS)), help="Comma-separated thresholds."),
+) -> None:
+    records = read_records(input)
+    if not records:
+        raise SystemExit(f"{input}: no field records")
+    ts = [float(t) for t in thresholds.split(",") if t.strip()]
+    rows = sweep_curve(records, ts)
+    forms = len({r.form_id for r in records})
+    print(f"{len(records)} fields from {forms} forms ({input})")
+    print(f"{'threshold':>9} {'accepted':>9} {'review':>8} {'unreadable':>10} {'acc.error':>10} {'wrong':>6}")
+    for r in rows:
+        print(
+            f"{r.threshold:>9g} {r.accepted:>9.2%} {r.review:>8.2%} {r.unreadable:>10.2%} "
+            f"{r.accepted_error:>10.4%} {r.wrong_accepted:>6d}"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    app = typer.Typer(add_completion=False)
+    app.command()(sweep_command)
+    app(args=argv if argv is not None else sys.argv[1:], standalone_mode=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Temperature calibration, the field-record JSONL, and the error-vs-review sweep (ocr/calibration.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ocr.calibration import (
+    Calibration,
+    FieldRecord,
+    apply_temperature,
+    calibrate,
+    calibrate_command,
+    load_calibration,
+    read_records,
+    split_by_form,
+    sweep_curve,
+)
+
+DIGITS = "0123456789"
+
+
+def overconfident_records(n_forms: int, seed: int, p_wrong: float = 0.08) -> list[dict]:
+    """A synthetic over-confident reader: 0.99 on its top class, right only (1 - p_wrong) of the time.
+
+    When wrong, the truth is its runner-up, as in the 2024 misreads.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for form in range(n_forms):
+        for field in range(6):
+            value = int(rng.integers(0, 300))
+            text = f"{value:>3}".replace(" ", "X")
+            boxes = []
+            for ch in text:
+                wrong = rng.random() < p_wrong
+                top = rng.choice([c for c in DIGITS + "X" if c != ch]) if wrong else ch
+                runner = ch if wrong else rng.choice([c for c in DIGITS + "X" if c != ch])
+                boxes.append({"topk": [[str(top), 0.99], [str(runner), 0.008]], "empty": False})
+            read = "".join(b["topk"][0][0] for b in boxes)
+            from ocr.decode import value_of
+
+            rv = value_of(tuple(read))
+            out.append(
+                {"form_id": f"f{seed}-{form}", "template": "t", "field": f"F{field}", "boxes": boxes, "true_text": text,
+                 "true_value": value, "value": rv, "confidence": 0.99 ** 3, "status": "accepted", "reasons": []}
+            )  # fmt: skip
+    return out
+
+
+def test_temperature_softens_probabilities_and_keeps_their_order():
+    p = np.array([0.9, 0.08, 0.02])
+    q = apply_temperature(p, 2.0)
+    assert q.sum() == pytest.approx(1.0) and list(np.argsort(q)) == list(np.argsort(p)) and q[0] < p[0]
+    assert apply_temperature(p, 1.0) is p
+
+
+def test_split_keeps_each_form_on_one_side_and_is_deterministic():
+    recs = [FieldRecord.model_validate(r) for r in overconfident_records(60, 1)]
+    train, test = split_by_form(recs, 0.3)
+    assert not ({r.form_id for r in train} & {r.form_id for r in test})
+    assert 0.1 < len(test) / len(recs) < 0.5
+    assert [r.form_id for r in split_by_form(recs, 0.3)[1]] == [r.form_id for r in test]
+
+
+def test_fit_on_an_overconfident_reader_raises_temperature_and_improves_held_out_scores():
+    recs = [FieldRecord.model_validate(r) for r in overconfident_records(150, 2)]
+    cal = calibrate(recs, holdout=0.3, threshold=0.95)
+    assert cal.temperature > 1.2  # the reader claims 0.99 but is right about 92% of the time
+    before, after = cal.report["before"], cal.report["after"]
+    assert after["box_nll"] < before["box_nll"]
+    assert after["field_ece"] < before["field_ece"]
+    # before calibration every field clears 0.95, misreads included; after, the threshold holds them back
+    assert before["accepted_share"] == 1.0 and before["accepted_error"] > 0.1
+    assert after["accepted_share"] < before["accepted_share"]
+
+
+def test_a_well_calibrated_reader_keeps_temperature_near_one():
+    rng = np.random.default_rng(3)
+    recs = []
+    for form in range(200):
+        boxes, text = [], ""
+        for _ in range(3):
+            ch = str(rng.integers(0, 10))
+            p = float(rng.uniform(0.6, 0.99))
+            wrong = rng.random() > p  # right exactly as often as claimed
+            other = str((int(ch) + 1) % 10)
+            boxes.append({"topk": [[other if wrong else ch, p], [ch if wrong else other, 1 - p]]})
+            text += ch
+        recs.append(FieldRecord.model_validate(
+            {"form_id": f"w{form}", "field": "F", "boxes": boxes, "true_text": text, "true_value": int(text)}))  # fmt: skip
+    cal = calibrate(recs, holdout=0.3)
+    assert 0.8 < cal.temperature < 1.25
+
+
+def test_sweep_trades_review_for_accepted_error():
+    recs = [
+        FieldRecord(form_id="a", field="1", boxes=[], true_value=5, value=5, confidence=0.999),
+        FieldRecord(form_id="a", field="2", boxes=[], true_value=5, value=8, confidence=0.95),  # a confident misread
+        FieldRecord(form_id="b", field="3", boxes=[], true_value=7, value=7, confidence=0.9, reasons=["low_confidence"]),
+        FieldRecord(form_id="b", field="4", boxes=[], true_value=7, value=7, confidence=0.999,
+                    reasons=["rule_failed:R3_B4_LP"]),  # blocked by a rule at any threshold
+        FieldRecord(form_id="c", field="5", boxes=[], true_value=None, value=None, confidence=0.0),
+    ]  # fmt: skip
+    low, high = sweep_curve(recs, [0.9, 0.99])
+    assert (low.accepted, low.wrong_accepted, low.unreadable) == (3 / 5, 1, 1 / 5)
+    assert low.accepted_error == pytest.approx(1 / 3)
+    assert (high.accepted, high.review, high.wrong_accepted, high.accepted_error) == (1 / 5, 3 / 5, 0, 0.0)
+
+
+def test_calibrate_command_writes_a_file_the_reader_loads(tmp_path, capsys):
+    src = tmp_path / "fields.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in overconfident_records(80, 4)))
+    out = tmp_path / "calibration.json"
+    calibrate_command(input=src, output=out, holdout=0.3, threshold=0.98)
+    cal = Calibration.model_validate_json(out.read_text())
+    assert cal.temperature > 1.0 and cal.report["test_fields"] > 0
+    assert load_calibration(str(out)).temperature == cal.temperature
+    assert "temperature" in capsys.readouterr().out
+
+
+def test_bad_jsonl_line_names_the_line(tmp_path):
+    src = tmp_path / "bad.jsonl"
+    src.write_text(json.dumps(overconfident_records(1, 5)[0]) + "\n{\"form_id\": 1}\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
+        read_records(src)
+
+
+def test_shipped_calibration_file_is_valid():
+    cal = load_calibration()
+    assert cal.method == "temperature" and cal.temperature > 0
+
+
+def test_calibrated_decode_uses_the_temperature():
+    from ocr.config import Settings
+    from ocr.decode import decode_page, evidence_from_record
+    from ocr.templates import get_template
+
+    s = Settings()
+    t = get_template("ppwp-2024-plano-p2")
+    ev = evidence_from_record({"IV.1": "X62", "IV.2": "105", "IV.3": "X38"}, sure_p=0.999)
+    sharp = decode_page(t, ev, {}, profile=s.profile(t.election), settings=s, calibration=Calibration(temperature=1.0))
+    soft = decode_page(t, ev, {}, profile=s.profile(t.election), settings=s, calibration=Calibration(temperature=3.0))
+    assert sharp.fields["IV.1"].status == "accepted"
+    assert soft.fields["IV.1"].confidence < sharp.fields["IV.1"].confidence
+    assert soft.fields["IV.1"].status == "needs_review"
+
+
+def test_bench_sweep_prints_the_curve(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_sweep", Path(__file__).parents[1] / "bench" / "sweep.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    src = tmp_path / "fields.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in overconfident_records(20, 6)))
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--input", str(src), "--thresholds", "0.9,0.99"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "120 fields from 20 forms" in out and out.count("%") >= 8
