@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import String, and_, cast, exists, or_, select, update
+from sqlalchemy import String, and_, case, cast, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from api import audit
@@ -63,13 +63,14 @@ def _eligible(principal: Principal, now: datetime, reason: str | None, region: s
 def lease_next(
     db: Session, principal: Principal, now: datetime, lease_seconds: int, reason: str | None, region: str | None
 ) -> ReviewItem | None:
-    """Lease the next item for this verifier (and release any other item it held)."""
+    """Lease the next item for this verifier: the one it holds, if any (so a reload is harmless), else a new one."""
     expires = now + timedelta(seconds=lease_seconds)
     candidates = db.scalars(
         select(ReviewItem.id)
         .where(_eligible(principal, now, reason, region))
         .order_by(
-            # Finish started items first: arbitration, then second entries, then new ones.
+            # The item this verifier already holds (a page reload), then finish started items first
+            case((ReviewItem.lease_holder == principal.token_id, 0), else_=1),: arbitration, then second entries, then new ones.
             (ReviewItem.state == "open").asc(),
             (ReviewItem.state == "second_entry").asc(),
             ReviewItem.id,
