@@ -161,6 +161,42 @@ def test_ensemble_never_lets_tesseract_read_alone():
     assert all(d.engines["tesseract"].ok for d in detailed)  # still visible for review
 
 
+def test_tesseract_only_reads_the_cells_the_cnn_is_unsure_of():
+    cnn = FakeReader(lambda cell: one_hot("1", 0.999) if cell.input.mean() > 0.5 else one_hot("7", 0.6), name="cnn")
+    cells = [make_cell(i) for i in range(12)]
+    sure = [c.input.mean() > 0.5 for c in cells]
+    tess = FakeReader(["7"], name="tesseract")
+    detailed = E.EnsembleReader(cnn, tess).read_detailed(cells)
+    for d, is_sure in zip(detailed, sure):
+        assert ("tesseract" in d.engines) == (not is_sure)
+        assert ("tesseract_skipped" in d.notes) == is_sure
+    everything = FakeReader(["7"], name="tesseract")
+    detailed = E.EnsembleReader(cnn, everything, tesseract_skip_above=None).read_detailed(cells)
+    assert all("tesseract" in d.engines for d in detailed)
+    nothing_to_ask = FakeReader(["7"], name="tesseract")
+    E.EnsembleReader(FakeReader(["4"], p=0.999, name="cnn"), nothing_to_ask).read_detailed(cells)
+    assert nothing_to_ask.calls == 0  # no process at all when the CNN is sure of every cell
+
+
+def test_skipped_tesseract_could_not_have_changed_a_sure_cnn():
+    # The claim behind TESSERACT_SKIP_ABOVE: Tesseract's strongest possible disagreement cannot flip a CNN that is
+    # at least that sure, and lowers its confidence by at most the mass the CNN left to the other classes.
+    from ocr.read.tesseract import TesseractChar, char_probs
+
+    rng = np.random.default_rng(0)
+    w = 0.15
+    for _ in range(300):
+        top_i = int(rng.integers(N_CLASSES))
+        rest = rng.dirichlet(np.full(N_CLASSES - 1, 0.3)) * (1 - E.TESSERACT_SKIP_ABOVE)
+        cnn = np.insert(rest, top_i, E.TESSERACT_SKIP_ABOVE)
+        against = int(np.argsort(cnn)[-2])  # Tesseract backs the CNN's runner-up, as hard as it can
+        char = CLASSES[against] if CLASSES[against] != "_" else "-"
+        t = char_probs(TesseractChar(char, 100.0), 0.2)
+        pooled = E.log_linear_pool([(cnn, 1.0), (t, w)])
+        assert int(np.argmax(pooled)) == top_i
+        assert cnn[top_i] - pooled[top_i] <= (1 - E.TESSERACT_SKIP_ABOVE) + 1e-4
+
+
 def test_ensemble_is_a_digit_reader():
     ens = E.EnsembleReader(FakeReader(["1"]), None)
     assert isinstance(ens, DigitReader) and ens.name == "ensemble"
