@@ -69,8 +69,9 @@ def lease_next(
         select(ReviewItem.id)
         .where(_eligible(principal, now, reason, region))
         .order_by(
-            # The item this verifier already holds (a page reload), then finish started items first
-            case((ReviewItem.lease_holder == principal.token_id, 0), else_=1),: arbitration, then second entries, then new ones.
+            # The item this verifier already holds (a page reload), then finish started items first:
+            # arbitration, then second entries, then new ones.
+            case((ReviewItem.lease_holder == principal.token_id, 0), else_=1),
             (ReviewItem.state == "open").asc(),
             (ReviewItem.state == "second_entry").asc(),
             ReviewItem.id,
