@@ -57,7 +57,7 @@ class GateThresholds(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_box_px: float = 22.0  # a digit box must span at least this many photo pixels
-    min_sharpness: float = 0.06  # gradient energy on the box borders, normalised (see gate.py)
+    max_blur_mm: float = 1.2  # box borders may look at most this much wider than printed (see gate.py)
     max_glare_fraction: float = 0.08  # fraction of saturated pixels inside the digit boxes
     min_mean_luma: float = 45.0
     max_mean_luma: float = 245.0
