@@ -30,3 +30,20 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     return REPO / "samples"
+
+
+# Under CI (.ci/run sets CI=true) a test skipped because a local service or browser is missing is a failure: CI's
+# machine has them, so such a skip means the install or start-up step is broken.
+_SERVICE_WORDS = ("postgres", "redis", "rabbitmq", "chromium", "chromedriver", "tesseract")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if os.environ.get("CI", "").lower() not in ("1", "true", "yes") or not rep.skipped:
+        return
+    reason = str(rep.longrepr[2] if isinstance(rep.longrepr, tuple) else rep.longrepr).lower()
+    if any(w in reason for w in _SERVICE_WORDS):
+        rep.outcome = "failed"
+        rep.longrepr = f"skipped under CI, which must provide it: {reason}"

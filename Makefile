@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh Debian/Ubuntu machine (see README):
+#   make demo   installs what is missing, then reads the bundled samples with the embedded defaults
+#   make test   installs what is missing (incl. test tools), then runs the test suite
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SYSTEM_PACKAGES := tesseract-ocr
+TEST_SYSTEM_PACKAGES := chromium chromium-driver
+
+.PHONY: demo test serve install install-dev system-deps test-system-deps
+
+system-deps:
+	@bash scripts/ensure-system-packages $(SYSTEM_PACKAGES)
+
+test-system-deps:
+	@bash scripts/ensure-system-packages $(SYSTEM_PACKAGES) $(TEST_SYSTEM_PACKAGES)
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: system-deps $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+install-dev: test-system-deps $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev,train]'
+
+demo: install
+	$(BIN)/c1ocr read samples/*.jpg
+
+serve: install
+	$(BIN)/c1ocr serve --load-samples samples
+
+test: install-dev
+	$(BIN)/python -m pytest -q -n 2
