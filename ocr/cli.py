@@ -31,6 +31,10 @@ def _register() -> None:
 
     app.command("read", help="Read page photos: locate, gate, read every digit box.")(read_command)
 
+    from ocr.calibration import calibrate_command
+
+    app.command("calibrate", help="Fit the field-confidence calibration from benchmark field records.")(calibrate_command)
+
     from ocr.read.train import train_command
 
     app.command("train", help="Train the digit CNN and export it to ONNX (needs the 'train' extra).")(train_command)
