@@ -12,23 +12,21 @@ from PIL import Image
 
 from api.problems import ApiProblem
 
-MAGIC = (
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-)
+from ocr.load import HEIC_SUPPORTED, sniff_format
+
+CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "heic": "image/heic"}
 
 
 def sniff_content_type(data: bytes) -> str:
-    for magic, ctype in MAGIC:
-        if data.startswith(magic):
-            return ctype
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    raise ApiProblem(
-        415,
-        "unsupported_format",
-        "the body is not a JPEG, PNG or WebP photo; send the photo bytes themselves as the request body",
-    )
+    """The format from the magic bytes (the client's Content-Type header is not trusted)."""
+    fmt = sniff_format(data)
+    if fmt is None or (fmt == "heic" and not HEIC_SUPPORTED):
+        raise ApiProblem(
+            415,
+            "unsupported_format",
+            "the body is not a JPEG, PNG or WebP photo; send the photo bytes themselves as the request body",
+        )
+    return CONTENT_TYPES[fmt]
 
 
 def check_header(data: bytes, max_pixels: int) -> tuple[int, int]:

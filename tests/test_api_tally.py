@@ -1,0 +1,110 @@
+"""Provisional tallies: TPS states, provenance per number, aggregation by region, exports, public read switch."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from api_fixtures import KODE_TPS, OTHER_TPS, api, make_photo, page_script  # noqa: F401 - api is a fixture
+
+FS = "ppwp-2024-plano"
+
+
+def _upload_set(api, who: str, kode: str, p2: dict, review2: dict | None = None) -> None:  # noqa: ANN001
+    api.upload(make_photo(page_script(f"{FS}-p1")), who=who, kode=kode, page=1)
+    api.upload(make_photo(page_script(f"{FS}-p2", p2, review2 or {})), who=who, kode=kode, page=2)
+    api.upload(make_photo(page_script(f"{FS}-p3")), who=who, kode=kode, page=3)
+    api.wait_jobs()
+
+
+def _tally(api, level: str, who: str = "v1") -> dict:  # noqa: ANN001
+    r = api.client.get("/api/v1/tallies", params={"level": level}, headers=api.auth(who))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["provisional"] is True and "pleno" in body["notice"]
+    return body
+
+
+def test_tally_counts_only_settled_tps_and_keeps_provenance(api) -> None:  # noqa: ANN001
+    _upload_set(api, "kpps", KODE_TPS, {"IV.1": 100, "IV.2": 50, "IV.3": 20})
+    _upload_set(api, "kpps_other", OTHER_TPS, {"IV.1": 941, "IV.2": 30, "IV.3": 10}, {"IV.1": ["low_confidence"]})
+    body = _tally(api, "kelurahan")
+    [region] = body["regions"]
+    assert region["code"] == "3201010001" and region["tps_total"] == 2 and region["tps_counted"] == 1
+    assert region["tps_states"]["machine_accepted"] == 1 and region["tps_states"]["pending_review"] == 1
+    # the pending TPS (with its 941) is not summed
+    assert region["totals"]["2:IV.1"]["value"] == 100
+    assert region["totals"]["2:IV.1"]["provenance"] == {"machine": 1, "verified": 0, "corrected": 0}
+
+    item = api.client.get("/api/v1/review/next", headers=api.auth("v1")).json()
+    api.client.post(f"/api/v1/review/items/{item['item_id']}/decision", json={"action": "correct", "value": 62},
+                    headers=api.auth("v1"))
+    api.client.get("/api/v1/review/next", headers=api.auth("v2"))
+    api.client.post(f"/api/v1/review/items/{item['item_id']}/decision", json={"action": "correct", "value": 62},
+                    headers=api.auth("v2"))
+    for level, code in (("kelurahan", "3201010001"), ("kecamatan", "320101"), ("kabkota", "3201"), ("provinsi", "32")):
+        [region] = _tally(api, level)["regions"]
+        assert region["code"] == code and region["tps_counted"] == 2
+        assert region["tps_states"]["verified"] == 1 and region["tps_states"]["machine_accepted"] == 1
+        assert region["totals"]["2:IV.1"]["value"] == 162
+        assert region["totals"]["2:IV.1"]["provenance"] == {"machine": 1, "verified": 0, "corrected": 1}
+        assert region["totals"]["2:IV.2"]["value"] == 80
+        assert region["totals"]["2:IV.2"]["provenance"] == {"machine": 2, "verified": 0, "corrected": 0}
+
+    per_tps = api.client.get("/api/v1/tallies/tps", headers=api.auth("v1")).json()
+    other = next(t for t in per_tps["tps"] if t["kode_tps"] == OTHER_TPS)
+    assert other["values"]["2:IV.1"] == {"label": other["values"]["2:IV.1"]["label"], "value": 62,
+                                         "provenance": "corrected"}
+    assert per_tps["provisional"] is True
+
+
+def test_incomplete_and_not_uploaded_tps(api) -> None:  # noqa: ANN001
+    api.client.post("/api/v1/admin/regions", content=f"{KODE_TPS},TPS 1\n{OTHER_TPS},TPS 2\n3201010001,DESA SATU\n",
+                    headers={**api.auth("admin"), "Content-Type": "text/csv"})
+    api.upload(make_photo(page_script(f"{FS}-p2")), page=2)
+    api.wait_jobs()
+    [region] = _tally(api, "kelurahan")["regions"]
+    assert region["name"] == "DESA SATU"
+    assert region["tps_states"]["incomplete"] == 1 and region["tps_states"]["not_uploaded"] == 1
+    assert region["tps_counted"] == 0 and region["totals"] == {}
+
+
+def test_unreadable_page_makes_the_tps_unreadable(api) -> None:  # noqa: ANN001
+    api.upload(make_photo(page_script(f"{FS}-p1")), page=1)
+    api.upload(make_photo(page_script(f"{FS}-p2", gate="glare")), page=2)
+    api.upload(make_photo(page_script(f"{FS}-p3")), page=3)
+    api.wait_jobs()
+    [region] = _tally(api, "provinsi")["regions"]
+    assert region["tps_states"]["unreadable"] == 1 and region["tps_counted"] == 0
+
+
+def test_csv_exports_are_labelled_provisional(api) -> None:  # noqa: ANN001
+    _upload_set(api, "kpps", KODE_TPS, {"IV.1": 100, "IV.2": 50, "IV.3": 20})
+    r = api.client.get("/api/v1/exports/tps.csv", headers=api.auth("v1"))
+    assert r.status_code == 200 and r.headers["X-C1OCR-Provisional"] == "true"
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert rows and all(row["status"] == "provisional" for row in rows)
+    iv1 = next(row for row in rows if row["field"] == "2:IV.1")
+    assert (iv1["kode_tps"], iv1["value"], iv1["provenance"], iv1["tps_state"]) == (KODE_TPS, "100", "machine",
+                                                                                   "machine_accepted")
+    r = api.client.get("/api/v1/exports/regions.csv", params={"level": "kabkota"}, headers=api.auth("v1"))
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    iv1 = next(row for row in rows if row["field"] == "2:IV.1")
+    assert (iv1["status"], iv1["code"], iv1["value"], iv1["machine"], iv1["tps_counted"]) == (
+        "provisional", "3201", "100", "1", "1")
+
+
+def test_public_read_switch_is_audited(api) -> None:  # noqa: ANN001
+    r = api.client.get("/api/v1/tallies")
+    assert r.status_code == 401 and r.json()["code"] == "token_required"
+    r = api.client.patch("/api/v1/admin/config", json={"public_read": True}, headers=api.auth("admin"))
+    assert r.json()["public_read"] is True
+    assert api.client.get("/api/v1/tallies").status_code == 200
+    assert api.client.get("/api/v1/exports/tps.csv").status_code == 200
+    # reviewing and uploading stay closed to the public
+    assert api.client.get("/api/v1/review/next").status_code == 401
+    from api.models import AuditEvent
+
+    with api.svc.sessions() as db:
+        [ev] = db.query(AuditEvent).filter_by(action="config_change").all()
+        assert '"old":false' in ev.payload and '"new":true' in ev.payload
