@@ -343,13 +343,14 @@ class PhotoResult:
 def take_photo(
     rng: np.random.Generator, canvas: np.ndarray, dpmm: float, t: Template, shot: Shot, noise_seed: int,
     occluder_rate: float = 0.08,
+    nonplanar_rate: float = 0.6,
 ) -> PhotoResult:
     reason = shot.reason
     effects = list(shot.effects)
     W, H = shot.width, shot.height
     img = _background(rng, W, H)
     canvas_from_page = np.diag([dpmm, dpmm, 1.0])
-    if reason in (None, "blurry", "too_dark", "glare", "occluded", "too_bright") and rng.random() < 0.6:
+    if reason in (None, "blurry", "too_dark", "glare", "occluded", "too_bright") and rng.random() < nonplanar_rate:
         mx, my, nonplanar = _curl_maps(rng, shot, t, dpmm, effects)
         if nonplanar > 0:
             cv2.remap(canvas, mx, my, cv2.INTER_LINEAR, dst=img, borderMode=cv2.BORDER_TRANSPARENT)

@@ -47,6 +47,7 @@ class SynthOptions:
     wrong_page_rate: float = 0.03
     correction_rate: float = 0.03
     occluder_rate: float = 0.08  # usable photos with a finger/pen away from the boxes
+    nonplanar_rate: float = 0.6  # photos whose paper is curled or folded (within the truth's nonplanar_max_px)
     data_dir: str | None = None  # shared data folder (None: default location)
     use_shared_data: bool = True  # False: procedural strokes only (fast tests, no data needed)
     force_reason: str | None = None  # "" forces a usable photo; a reason forces that defect
@@ -98,7 +99,7 @@ def generate_page(
     fields = fill_page(canvas, dpmm, t, page_values, bank, writer, rng)
 
     photo = take_photo(rng, canvas, dpmm, t, shot, noise_seed=_key(f"{seed}:{index}:{template_id}"),
-                       occluder_rate=o.occluder_rate)
+                       occluder_rate=o.occluder_rate, nonplanar_rate=o.nonplanar_rate)
     if photo.covered:
         fields = [_mark_covered(f, photo.covered) for f in fields]
     quality = int(rng.integers(50, 96))

@@ -51,7 +51,7 @@ def draw_writer(rng: np.random.Generator, bank: GlyphBank, correction_rate: floa
         font_index=int(rng.integers(max(1, len(bank.fonts)))),
         ink=ink,
         ink_bgr=tuple(float(v) for v in np.clip(base, 0, 255)),
-        pen_mm=float(rng.uniform(0.7, 2.2)),
+        pen_mm=float(rng.uniform(1.0, 2.2)),
         size=float(rng.uniform(0.55, 0.85)),
         slant_deg=float(rng.normal(0, 6)),
         convention=conv,
@@ -102,8 +102,8 @@ def _shape(mask: np.ndarray, target_h: float, max_w: float, pen_px: float, rot_d
         s = max_w / max(w, 1)
     nh, nw = max(2, int(round(h * s))), max(2, int(round(w * s)))
     g = cv2.resize(mask, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
-    # Upscaled low-resolution glyphs are soft: restore a marker-like edge.
-    g = np.clip((g - 0.3) / 0.4, 0, 1)
+    # Upscaled low-resolution glyphs are soft and downscaled thin strokes are faint: restore a marker-like edge.
+    g = np.clip((g / max(float(g.max()), 1e-3) - 0.25) / 0.4, 0, 1)
     diff = pen_px - _stroke_width(g)
     if diff > 1.0:
         k = int(round(diff))
@@ -159,15 +159,16 @@ class PageFiller:
     def _glyph(self, char: str, box_px: float) -> tuple[np.ndarray, str]:
         rng, w = self.rng, self.w
         target_h = box_px * w.size * rng.uniform(0.9, 1.1)
+        pen_frac = self.pen_px / max(target_h, 1.0)
         if char in "X-":
             if char == "X":
-                m = stroke_glyph("X", rng, int(target_h * rng.uniform(0.7, 1.0)), rng.uniform(0.08, 0.12))
+                m = stroke_glyph("X", rng, int(target_h * rng.uniform(0.7, 1.0)), pen_frac)
             else:
-                m = stroke_glyph("-", rng, int(target_h), 0.1)
+                m = stroke_glyph("-", rng, int(target_h), pen_frac)
             return _shape(m, m.shape[0] if char == "-" else target_h * rng.uniform(0.75, 1.0), box_px * 0.85, self.pen_px,
                           rng.normal(0, 4), 0), "stroke"
         src = w.source if rng.random() > 0.1 else str(rng.choice(self.bank.sources))
-        m, used = self.bank.digit(rng, char, src, w.font_index, int(target_h))
+        m, used = self.bank.digit(rng, char, src, w.font_index, int(target_h), pen_frac)
         max_w = box_px * 0.85
         return _shape(m, target_h, max_w, self.pen_px, rng.normal(0, 5), w.slant_deg), used
 

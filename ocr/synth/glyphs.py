@@ -91,7 +91,7 @@ def stroke_glyph(char: str, rng: np.random.Generator, height_px: int = 48, width
     aspect = _ASPECT.get(char, 0.62) * rng.uniform(0.8, 1.2)
     if char == "-":
         h = max(4, int(h * 0.12))
-        w = int(height_px * rng.uniform(0.5, 0.9))
+        w = int(height_px * rng.uniform(0.6, 1.0))
         return _polyline_mask(_STROKES["-"], w, h, height_px * width_frac, rng, 0.03)
     w = max(4, int(h * aspect))
     return _polyline_mask(_STROKES[char], w, h, height_px * width_frac, rng, 0.035)
@@ -227,7 +227,10 @@ class GlyphBank:
             self._font_cache[key] = _render_font_glyph(self.fonts[font_index], char)
         return self._font_cache[key]
 
-    def digit(self, rng: np.random.Generator, char: str, source: str, font_index: int = 0, height_px: int = 48):
+    def digit(
+        self, rng: np.random.Generator, char: str, source: str, font_index: int = 0, height_px: int = 48,
+        pen_frac: float | None = None,
+    ):
         """A tight ink mask of `char` from `source`; falls back to strokes. Returns (mask, source used)."""
         if char.isdigit():
             d = int(char)
@@ -247,7 +250,7 @@ class GlyphBank:
                 g = self.font_glyph(font_index % len(self.fonts), char)
                 if g is not None:
                     return g, "font"
-        return stroke_glyph(char, rng, height_px, rng.uniform(0.08, 0.14)), "stroke"
+        return stroke_glyph(char, rng, height_px, pen_frac or rng.uniform(0.08, 0.14)), "stroke"
 
 
 @lru_cache(maxsize=4)

@@ -65,24 +65,32 @@ def _reference_gray(template_id: str) -> np.ndarray | None:
     return cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
 
 
-@lru_cache(maxsize=16)
 def blank_page_gray(template_id: str, dpmm: float) -> np.ndarray:
-    """Grayscale blank page at `dpmm` (cached; callers must copy before drawing)."""
+    """Grayscale blank page at `dpmm` (shared and read-only: callers copy before drawing)."""
     t = get_template(template_id)
-    W, H = int(round(t.page_size.width_mm * dpmm)), int(round(t.page_size.height_mm * dpmm))
     fn = _render_fn()
     if fn is not None:
         try:
-            img = np.asarray(fn(t, dpmm))
+            img = np.asarray(fn(t, dpmm))  # render.blank_page caches per (template, dpmm) itself
             if img.ndim == 3:
                 img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-            if img.shape[:2] != (H, W):
-                img = cv2.resize(img, (W, H), interpolation=cv2.INTER_AREA)
-            return img.astype(np.uint8)
+            return _sized(t, img.astype(np.uint8, copy=False), dpmm)
         except Exception:  # fall back to the committed reference below
             pass
+    return _fallback_blank(template_id, dpmm)
+
+
+def _sized(t: Template, img: np.ndarray, dpmm: float) -> np.ndarray:
+    W, H = int(round(t.page_size.width_mm * dpmm)), int(round(t.page_size.height_mm * dpmm))
+    if img.shape[:2] != (H, W):
+        img = cv2.resize(img, (W, H), interpolation=cv2.INTER_AREA if W < img.shape[1] else cv2.INTER_LINEAR)
+    return img
+
+
+@lru_cache(maxsize=8)
+def _fallback_blank(template_id: str, dpmm: float) -> np.ndarray:
+    t = get_template(template_id)
     ref = _reference_gray(template_id)
     if ref is not None:
-        interp = cv2.INTER_AREA if W < ref.shape[1] else cv2.INTER_LINEAR
-        return cv2.resize(ref, (W, H), interpolation=interp)
+        return _sized(t, ref, dpmm)
     return _draw_geometry(t, dpmm)

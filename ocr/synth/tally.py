@@ -104,7 +104,7 @@ class Station:
     paslon_votes: list[int]
     invalid: int
     date: tuple[int, int, int]
-    extra: dict[str, int] = field(default_factory=dict)
+    registered_extra: list[tuple[int, int]] = field(default_factory=list)  # DPPh / DPTb lists (KWK rows A.2, A.3)
 
     @property
     def voters_total(self) -> int:
@@ -139,6 +139,7 @@ def draw_station(rng: np.random.Generator, profile: ElectionProfile, n_paslon: i
         votes = np.floor(shares * valid).astype(int) if n_paslon > 0 else np.zeros(0, int)
         if n_paslon > 0:
             votes[int(rng.integers(n_paslon))] += valid - int(votes.sum())
+        registered_extra = [(l + int(rng.integers(0, 3)), p + int(rng.integers(0, 3))) for l, p in extra_lists]
         dis_l = int(rng.integers(0, min(4, b1[0]) + 1))
         dis_p = int(rng.integers(0, min(4, b1[1]) + 1))
         return Station(
@@ -150,6 +151,7 @@ def draw_station(rng: np.random.Generator, profile: ElectionProfile, n_paslon: i
             paslon_votes=[int(v) for v in votes],
             invalid=invalid,
             date=(0, 0, 0),
+            registered_extra=registered_extra,
         )
 
 
@@ -173,11 +175,16 @@ def _semantic_value(fid: str, st: Station, kolom_kosong_votes: int | None) -> in
     """The station quantity a field id names, or None when the name is not known."""
     low = fid.lower()
     sex = {"L": 0, "P": 1}
-    m = re.match(r"^I\.(A|B[1-4])\.(L|P|LP)$", fid)
+    m = re.match(r"^I\.(A|A[1-4]|B[1-4])\.(L|P|LP)$", fid)
     if m:
         row, col = m.groups()
-        if row == "A":
+        if row in ("A", "A1"):
             pair = st.dpt
+        elif row == "A4":  # KWK: all registered voters, A.1 + A.2 + A.3
+            lists = [st.dpt, *st.registered_extra]
+            pair = (sum(v[0] for v in lists), sum(v[1] for v in lists))
+        elif row in ("A2", "A3"):
+            pair = st.registered_extra[int(row[1]) - 2]
         elif row == "B4":
             pair = (sum(v[0] for v in st.voters), sum(v[1] for v in st.voters))
         else:
@@ -198,7 +205,8 @@ def _semantic_value(fid: str, st: Station, kolom_kosong_votes: int | None) -> in
     if "kosong" in low:
         return kolom_kosong_votes
     n = paslon_number(fid)
-    if n is not None and 1 <= n <= len(st.paslon_votes):
+    n_paslon = len(st.paslon_votes) - (1 if kolom_kosong_votes is not None else 0)
+    if n is not None and 1 <= n <= n_paslon:
         return st.paslon_votes[n - 1]
     if fid == "V.A" or ("suara_sah" in low and "tidak" not in low and "dan" not in low and "paslon" not in low):
         return st.valid
@@ -315,10 +323,8 @@ def draw_form_tally(rng: np.random.Generator, template_id: str, mistake_rate: fl
     field_max = min((f.max for t in templates for f in t.fields if f.kind == "count"), default=999)
     n_options = n_paslon + (1 if has_kosong else 0)
     st = draw_station(rng, profile, max(n_options, 1), field_max)
-    kosong = None
-    if has_kosong:
-        kosong = st.paslon_votes[-1]
-        st.paslon_votes = st.paslon_votes[:-1] if n_paslon else st.paslon_votes
+    # the "kolom kosong" (empty column of a single-candidate race) is the last option; it counts as valid votes
+    kosong = st.paslon_votes[-1] if has_kosong else None
     day = ELECTION_DAY.get(election, (14, 2, 2024))
     st.date = day
 
