@@ -134,7 +134,7 @@ def test_column_outside_the_photo_is_not_read(marked_photo):
 
 def test_decide_column_rules():
     values = list(range(10))
-    blank = [0.02] * 10
+    blank = [0.01] * 10
     assert O.decide_column(blank, values)[:2] == ("blank", None)
     one = blank.copy()
     one[6] = 0.7
@@ -144,10 +144,11 @@ def test_decide_column_rules():
     two[2] = 0.65
     assert O.decide_column(two, values)[:2] == ("ambiguous", None)
     faint = blank.copy()
-    faint[3] = 0.2  # above blank, below a mark: neither
+    faint[3] = (O.BLANK_FILL + O.MARK_FILL) / 2  # above blank, below a mark: neither
     assert O.decide_column(faint, values)[0] == "ambiguous"
     close = blank.copy()
-    close[1], close[2] = 0.40, 0.28  # a mark, but the second darkest is too close
+    close[1] = O.MARK_FILL + 0.05
+    close[2] = close[1] - O.MIN_MARGIN / 2  # a mark, but the second darkest is too close
     assert O.decide_column(close, values)[0] == "ambiguous"
 
 
