@@ -66,18 +66,35 @@ def _reference_gray(template_id: str) -> np.ndarray | None:
 
 
 def blank_page_gray(template_id: str, dpmm: float) -> np.ndarray:
-    """Grayscale blank page at `dpmm` (shared and read-only: callers copy before drawing)."""
+    """Grayscale blank page at `dpmm` (shared and read-only: callers copy before drawing).
+
+    The page is fetched once at its native resolution (the reference's, else 4 px/mm) and resampled here, so photos
+    of many sizes do not reload or re-render it.
+    """
+    return _resampled(template_id, quantise_dpmm(dpmm))
+
+
+@lru_cache(maxsize=8)
+def _resampled(template_id: str, dpmm: float) -> np.ndarray:
     t = get_template(template_id)
+    return _sized(t, _native(template_id), dpmm)
+
+
+@lru_cache(maxsize=32)
+def _native(template_id: str) -> np.ndarray:
+    t = get_template(template_id)
+    native = t.reference.dpmm if t.reference is not None else 4.0
     fn = _render_fn()
     if fn is not None:
         try:
-            img = np.asarray(fn(t, dpmm))  # render.blank_page caches per (template, dpmm) itself
+            img = np.asarray(fn(t, native))
             if img.ndim == 3:
                 img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-            return _sized(t, img.astype(np.uint8, copy=False), dpmm)
+            return img.astype(np.uint8, copy=False)
         except Exception:  # fall back to the committed reference below
             pass
-    return _fallback_blank(template_id, dpmm)
+    ref = _reference_gray(template_id)
+    return ref if ref is not None else _draw_geometry(t, native)
 
 
 def _sized(t: Template, img: np.ndarray, dpmm: float) -> np.ndarray:
@@ -87,10 +104,3 @@ def _sized(t: Template, img: np.ndarray, dpmm: float) -> np.ndarray:
     return img
 
 
-@lru_cache(maxsize=8)
-def _fallback_blank(template_id: str, dpmm: float) -> np.ndarray:
-    t = get_template(template_id)
-    ref = _reference_gray(template_id)
-    if ref is not None:
-        return _sized(t, ref, dpmm)
-    return _draw_geometry(t, dpmm)
