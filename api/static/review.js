@@ -126,8 +126,12 @@ function onKey(ev) {
     if (ev.key === "Enter") { ev.preventDefault(); start(); }
     return;
   }
-  if (!state.item) return;
   const k = ev.key;
+  if (!state.item) {
+    // With the queue empty, going back and asking again still work.
+    if (k === "b") { ev.preventDefault(); back(); } else if (k === "n") { ev.preventDefault(); next(); }
+    return;
+  }
   if (k === "Enter") { ev.preventDefault(); if (!state.viewingPast) submitValue(); return; }
   if (/^[0-9]$/.test(k) || ["Backspace", "Delete", "ArrowLeft", "ArrowRight", "Tab", "Home", "End"].includes(k)) return;
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
