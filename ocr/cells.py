@@ -73,7 +73,11 @@ def box_crop(dark: np.ndarray, H: np.ndarray, box: Rect) -> np.ndarray:
 
 
 def _find_line(profile: np.ndarray, expected: int, width: float) -> tuple[int, bool]:
-    """Strongest line response near `expected`; returns (position, found)."""
+    """The printed line nearest to `expected` within the search window; returns (position, found).
+
+    Nearest, not strongest: where boxes sit a few millimetres apart the neighbouring box's border is in the window
+    too, and may be darker than this box's own.
+    """
     lo = max(0, expected - SEARCH_PX)
     hi = min(len(profile), expected + SEARCH_PX + 1)
     k = max(1, int(round(width)))
@@ -81,12 +85,17 @@ def _find_line(profile: np.ndarray, expected: int, width: float) -> tuple[int, b
     win = smooth[lo:hi]
     if win.size == 0:
         return expected, False
-    pos = lo + int(np.argmax(win))
-    peak = float(smooth[pos])
     base = float(np.median(smooth))
     # A printed line covers most of the box side: its mean darkness over the side is high.
-    found = peak > max(60.0, base + 40.0)
-    return (pos, True) if found else (expected, False)
+    level = max(60.0, base + 40.0)
+    peaks = [
+        lo + i
+        for i in range(len(win))
+        if win[i] > level and win[i] >= win[max(i - 1, 0)] and win[i] >= win[min(i + 1, len(win) - 1)]
+    ]
+    if not peaks:
+        return expected, False
+    return min(peaks, key=lambda p: (abs(p - expected), -smooth[p])), True
 
 
 def find_box_lines(crop: np.ndarray, border_px: float) -> tuple[tuple[int, int, int, int], int]:

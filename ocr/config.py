@@ -57,8 +57,9 @@ class GateThresholds(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_box_px: float = 22.0  # a digit box must span at least this many photo pixels
+    min_photo_edge: float = 1.5  # when no form is found: below this the photo is called blurry (see gate.py)
     max_blur_mm: float = 1.2  # box borders may look at most this much wider than printed (see gate.py)
-    max_glare_fraction: float = 0.08  # fraction of saturated pixels inside the digit boxes
+    max_glare_fraction: float = 0.3  # a box whose border is invisible and this much of it saturated is glare
     min_mean_luma: float = 45.0
     max_mean_luma: float = 245.0
     max_reprojection_mm: float = 3.0

@@ -68,12 +68,32 @@ def _line_width_mm(patch: np.ndarray, dpmm: float) -> float | None:
     return float(np.median(widths)) if widths else None
 
 
+def photo_level_reason(gray: np.ndarray, th: GateThresholds) -> Unreadable | None:
+    """Why no form could be found, when the whole photo says it: too dark, or blurred beyond any edge.
+
+    Used only after locate failed, so an officer hears "blurry, retake" rather than "form not recognised".
+    """
+    f = 1000.0 / max(gray.shape[:2])
+    small = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else gray
+    s = small.astype(np.float32)
+    paper = float(np.percentile(s, 85))
+    if paper < th.min_mean_luma:
+        return Unreadable(UnreadableReason.TOO_DARK, f"photo brightness {paper:.0f}/255 and no form found")
+    gx = cv2.Sobel(s, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(s, cv2.CV_32F, 0, 1)
+    # strongest edges relative to the photo's contrast: a page of print has crisp ones unless the photo is smeared
+    edge = float(np.percentile(np.hypot(gx, gy), 99.5)) / max(float(np.percentile(s, 95) - np.percentile(s, 5)), 1.0)
+    if edge < th.min_photo_edge:
+        return Unreadable(UnreadableReason.BLURRY, f"no sharp edge anywhere in the photo (edge score {edge:.2f}) and no form found")
+    return None
+
+
 def gate(bgr: np.ndarray, loc: Located, th: GateThresholds) -> GateResult:
+    """Measure everything first, then decide in the order an officer can act on: light, framing, angle and
+    distance, then the boxes themselves (reflection, focus, something covering them)."""
     h, w = bgr.shape[:2]
     t = loc.template
     m: dict[str, float] = {}
-
-    # Geometry: homography plausibility.
     if loc.reprojection_error_mm is not None:
         m["reprojection_error_mm"] = round(loc.reprojection_error_mm, 3)
     tilt = tilt_degrees(loc.H, t.page_size.width_mm, t.page_size.height_mm)
@@ -81,73 +101,73 @@ def gate(bgr: np.ndarray, loc: Located, th: GateThresholds) -> GateResult:
     m["layout_score"] = round(loc.layout_score, 3)
 
     boxes = _all_boxes(loc)
-    # Cut off: any digit box (with a little margin) outside the photo.
-    outside = 0
-    for _, _, b in boxes:
+    inside_boxes = []
+    for item in boxes:
+        b = item[2]
         q = project(loc.H, Rect(x=b.x - 1, y=b.y - 1, w=b.w + 2, h=b.h + 2).corners())
-        if (q[:, 0] < 0).any() or (q[:, 1] < 0).any() or (q[:, 0] >= w).any() or (q[:, 1] >= h).any():
-            outside += 1
+        if (q[:, 0] >= 0).all() and (q[:, 1] >= 0).all() and (q[:, 0] < w).all() and (q[:, 1] < h).all():
+            inside_boxes.append(item)
+    outside = len(boxes) - len(inside_boxes)
     m["boxes_outside"] = float(outside)
-    if outside > th.max_cut_off_fraction * len(boxes):
-        return GateResult(False, Unreadable(UnreadableReason.CUT_OFF, f"{outside} of {len(boxes)} digit boxes are outside the photo"), m)
-
-    if loc.reprojection_error_mm is not None and loc.reprojection_error_mm > th.max_reprojection_mm:
-        return GateResult(
-            False,
-            Unreadable(UnreadableReason.BAD_GEOMETRY, f"corner marks disagree by {loc.reprojection_error_mm:.1f} mm (folded or curled page?)"),
-            m,
-        )
-    if loc.layout_score < th.min_layout_score:
-        return GateResult(
-            False,
-            Unreadable(UnreadableReason.BAD_GEOMETRY, f"digit boxes not where the page marks put them (layout score {loc.layout_score:.2f})"),
-            m,
-        )
-    if tilt > th.max_tilt_deg:
-        return GateResult(False, Unreadable(UnreadableReason.BAD_GEOMETRY, f"photo taken at {tilt:.0f} degrees to the page"), m)
-
-    # Resolution: the smallest box, in photo pixels.
+    frame_out = sum(1 for x, y in project(loc.H, t.frame.points) if not (0 <= x < w and 0 <= y < h))
+    m["frame_points_outside"] = float(frame_out)
     box_px = min(local_scale_px_per_mm(loc.H, *b.center) * min(b.w, b.h) for _, _, b in boxes)
     m["min_box_px"] = round(box_px, 1)
-    if box_px < th.min_box_px:
-        return GateResult(
-            False, Unreadable(UnreadableReason.TOO_SMALL, f"digit boxes are only {box_px:.0f} px wide (need {th.min_box_px:.0f})"), m
-        )
 
-    # Photometric checks on the boxes.
+    # Per box (inside the photo): paper level, border width (blur), washed-out or covered boxes.
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    lumas, blur_mm, glare_fracs = [], [], []  # blur_mm: per box, border width beyond the printed width
+    lumas, blur_mm = [], []  # blur_mm: per box, border width beyond the printed width
     occluded: list[tuple[str, int]] = []
-    for fid, i, b in boxes:
+    glared: list[tuple[str, int]] = []
+    for fid, i, b in inside_boxes:
         margin = 0.15 * b.w
         r = Rect(x=b.x - margin, y=b.y - margin, w=b.w + 2 * margin, h=b.h + 2 * margin)
         n = int(round(r.w * SAMPLE_DPMM))
         patch = warp_region(gray, loc.H, r, n, n)
         lumas.append(float(np.percentile(patch, 75)))  # the paper level around the box
-        s = _line_width_mm(255 - patch, SAMPLE_DPMM)
-        if s is not None:
-            blur_mm.append(s - loc.template.box_border_mm)
-        glare_fracs.append(float((patch >= 250).mean()))
-        # Occlusion: a box whose paper is gone (finger, pen, shadowed object) and whose border is not visible.
-        if np.percentile(patch, 90) < 0.45 * 255 and s is None:
+        width = _line_width_mm(255 - patch, SAMPLE_DPMM)
+        if width is not None:
+            blur_mm.append(width - t.box_border_mm)
+            continue
+        # No printed border visible: washed out by a reflection, or covered by something dark.
+        if float((patch >= 250).mean()) > th.max_glare_fraction:
+            glared.append((fid, i))
+        elif np.percentile(patch, 90) < 0.45 * 255:
             occluded.append((fid, i))
-    paper = float(np.median(lumas))
+    paper = float(np.median(lumas)) if lumas else 0.0
     m["paper_luma"] = round(paper, 1)
     # How much wider than printed the box borders look: the blur, in mm.
     m["blur_mm"] = round(float(np.median(blur_mm)) if blur_mm else 99.0, 3)
-    m["glare_fraction"] = round(float(np.max(glare_fracs)), 3)
+    m["glare_boxes"] = float(len(glared))
     m["occluded_boxes"] = float(len(occluded))
-    if paper < th.min_mean_luma:
-        return GateResult(False, Unreadable(UnreadableReason.TOO_DARK, f"paper brightness {paper:.0f}/255"), m)
+
+    def fail(reason: UnreadableReason, detail: str, occ=()) -> GateResult:
+        return GateResult(False, Unreadable(reason, detail), m, list(occ))
+
+    if lumas and paper < th.min_mean_luma:
+        return fail(UnreadableReason.TOO_DARK, f"paper brightness {paper:.0f}/255")
+    if outside > th.max_cut_off_fraction * len(boxes):
+        return fail(UnreadableReason.CUT_OFF, f"{outside} of {len(boxes)} digit boxes are outside the photo")
+    # The whole sheet must be in the photo, as officers are told: registration that rests on marks outside the
+    # frame is extrapolation, and a cut sheet is how a half-photographed page looks.
+    if frame_out:
+        return fail(UnreadableReason.CUT_OFF, f"{frame_out} of the 4 corner marks are outside the photo")
+    if loc.reprojection_error_mm is not None and loc.reprojection_error_mm > th.max_reprojection_mm:
+        return fail(UnreadableReason.BAD_GEOMETRY, f"corner marks disagree by {loc.reprojection_error_mm:.1f} mm (folded or curled page?)")
+    if loc.layout_score < th.min_layout_score:
+        return fail(UnreadableReason.BAD_GEOMETRY, f"digit boxes not where the page marks put them (layout score {loc.layout_score:.2f})")
+    if tilt > th.max_tilt_deg:
+        return fail(UnreadableReason.BAD_GEOMETRY, f"photo taken at {tilt:.0f} degrees to the page")
+    if box_px < th.min_box_px:
+        return fail(UnreadableReason.TOO_SMALL, f"digit boxes are only {box_px:.0f} px wide (need {th.min_box_px:.0f})")
+    if glared:
+        names = ", ".join(f"{f}[{i}]" for f, i in glared[:5])
+        return fail(UnreadableReason.GLARE, f"{len(glared)} boxes washed out by a reflection: {names}")
     if m["blur_mm"] > th.max_blur_mm:
-        return GateResult(False, Unreadable(UnreadableReason.BLURRY, f"box borders smeared by {m['blur_mm']:.1f} mm"), m)
-    # Glare: saturated patches on the boxes of a photo whose paper is otherwise not saturated (a flatbed scan's
-    # white is 255 everywhere and is not glare).
-    if paper < 248 and m["glare_fraction"] > th.max_glare_fraction * 4:
-        return GateResult(False, Unreadable(UnreadableReason.GLARE, f"{m['glare_fraction'] * 100:.0f}% of a box is washed out"), m)
+        return fail(UnreadableReason.BLURRY, f"box borders smeared by {m['blur_mm']:.1f} mm")
     if paper > th.max_mean_luma and m["blur_mm"] > 0.5 * th.max_blur_mm:
-        return GateResult(False, Unreadable(UnreadableReason.TOO_BRIGHT, f"paper brightness {paper:.0f}/255, low contrast"), m)
+        return fail(UnreadableReason.TOO_BRIGHT, f"paper brightness {paper:.0f}/255, low contrast")
     if len(occluded) > th.max_occluded_boxes:
         names = ", ".join(f"{f}[{i}]" for f, i in occluded[:5])
-        return GateResult(False, Unreadable(UnreadableReason.OCCLUDED, f"{len(occluded)} boxes covered: {names}"), m, occluded)
+        return fail(UnreadableReason.OCCLUDED, f"{len(occluded)} boxes covered: {names}", occluded)
     return GateResult(True, None, m)

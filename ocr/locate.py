@@ -369,9 +369,11 @@ def find_corner_squares(gray: np.ndarray) -> np.ndarray | None:
     h, w = gray.shape[:2]
     f = min(1.0, 1400.0 / max(h, w))
     small = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else gray
-    _, th = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
     sh, sw = small.shape[:2]
     diag = math.hypot(sh, sw)
+    # Local threshold: a photo's background and shadows defeat one global threshold.
+    block = int(0.04 * diag) | 1
+    th = cv2.adaptiveThreshold(small, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, max(block, 31), 30)
     k = max(3, int(round(0.006 * diag)))
     th = cv2.morphologyEx(th, cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
     n, lab, stats, cents = cv2.connectedComponentsWithStats(th, connectivity=8)
@@ -388,12 +390,19 @@ def find_corner_squares(gray: np.ndarray) -> np.ndarray | None:
     if len(cands) < 3:
         return None
     cands = np.array(cands)
-    corners = np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], dtype=np.float64)
+    # The outermost square in each diagonal direction (tl: min x+y, tr: max x-y, br: max x+y, bl: max y-x); a
+    # square must also lie in its own quadrant of the candidates' spread.
+    cx, cy = cands.mean(axis=0)
+    scores = [-(cands[:, 0] + cands[:, 1]), cands[:, 0] - cands[:, 1], cands[:, 0] + cands[:, 1], cands[:, 1] - cands[:, 0]]
+    quadrant = [(cands[:, 0] < cx) & (cands[:, 1] < cy), (cands[:, 0] > cx) & (cands[:, 1] < cy),
+                (cands[:, 0] > cx) & (cands[:, 1] > cy), (cands[:, 0] < cx) & (cands[:, 1] > cy)]
     chosen: list[np.ndarray | None] = []
-    for c in corners:
-        d = np.linalg.norm(cands - c, axis=1)
-        j = int(np.argmin(d))
-        chosen.append(cands[j] if d[j] < 0.2 * diag else None)
+    for sc, q in zip(scores, quadrant):
+        if not q.any():
+            chosen.append(None)
+            continue
+        idx = np.flatnonzero(q)
+        chosen.append(cands[idx[int(np.argmax(sc[idx]))]])
     missing = [i for i, p in enumerate(chosen) if p is None]
     if len(missing) > 1:
         return None

@@ -20,7 +20,7 @@ from ocr import __version__
 from ocr.cells import darkness_image, extract_cells
 from ocr.config import Settings, get_settings
 from ocr.errors import Unreadable, UnreadableReason
-from ocr.gate import gate
+from ocr.gate import gate, photo_level_reason
 from ocr.load import LoadedImage, load_image
 from ocr.locate import Located, locate
 from ocr.read.base import DigitReader
@@ -91,6 +91,8 @@ def _front(source, image_name, expected_template, engine, settings):
     loc = locate(img.gray, expected=expected)
     timings["locate"] = _ms(t)
     if isinstance(loc, Unreadable):
+        if loc.reason is UnreadableReason.NOT_FOUND:
+            loc = photo_level_reason(img.gray, settings.gate) or loc
         return base, img, None, _unreadable(base, loc)
     base.update(
         template=loc.template.id,
@@ -188,7 +190,7 @@ def read_page(
             )
         )
     t = perf_counter()
-    omr = {f.id: read_omr(dark, loc.H, f) for f in template.fields if f.omr}
+    omr = {f.id: read_omr(dark, loc.H, f, template) for f in template.fields if f.omr}
     timings["omr"] = _ms(t)
 
     t = perf_counter()
