@@ -1,5 +1,545 @@
-"""`c1ocr train` (placeholder until the model engineer lands it)."""
+"""`c1ocr train`: train the digit CNN on synthetic cells and export it to ONNX for `ocr.read.cnn.CnnReader`.
+
+Data: synthetic box crops from ocr/read/cells_synth.py (MNIST 0-49999 / USPS 0-5999 writers, handwriting fonts,
+procedural X / dash / seven-segment glyphs), passed through `ocr.cells.prepare_cell`. The real form crops are never
+trained on; `evaluate_real_crops` only measures the shipped model on them (see ocr/read/TRAINING.md).
+
+torch is imported lazily: the rest of c1ocr runs without it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Annotated
+
+import cv2
+import numpy as np
+import typer
+
+from ocr.cells import BOX_PX, CELL_PX, CROP_PX, MARGIN_PX, prepare_cell
+from ocr.errors import BadInput, MissingDependency
+from ocr.read import cells_synth
+from ocr.read.base import BLANK_INDEX, CLASSES, N_CLASSES
+from ocr.read.cells_synth import GlyphBank, default_data_dir
+from ocr.read.cnn import DEFAULT_MODEL, CnnReader, model_card_path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CACHE = REPO_ROOT / "runs" / "cells-cache"
+CHUNK = 2000  # samples per generator chunk (one seed each: the data do not depend on the worker count)
+ONNX_OPSET = 13  # read by OpenCV 5.0's dnn importer (checked after every export)
 
 
-def train_command() -> None:
-    raise SystemExit("c1ocr train is not available yet")
+def _torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        raise MissingDependency(
+            "Training the digit model needs torch and onnx: pip install -e .[train]", code="train_extra_missing"
+        ) from e
+    try:
+        import onnx  # noqa: F401
+    except ImportError as e:
+        raise MissingDependency("Exporting the digit model needs onnx: pip install -e .[train]") from e
+    return torch
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Data
+
+
+_BANK: GlyphBank | None = None
+
+
+def _init_worker(bank: GlyphBank) -> None:
+    global _BANK
+    _BANK = bank
+    cv2.setNumThreads(1)
+
+
+def _chunk_job(args: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    n, seed, chunk = args
+    assert _BANK is not None
+    return cells_synth.make_cells(_BANK, n, seed, chunk)
+
+
+def _code_fingerprint() -> str:
+    """Cache key part: the generator and the cell stage; editing either invalidates cached datasets."""
+    h = hashlib.sha256()
+    for mod in ("ocr/read/cells_synth.py", "ocr/cells.py"):
+        h.update((REPO_ROOT / mod).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def build_cells(
+    bank: GlyphBank, n: int, seed: int, *, chunk0: int = 0, workers: int = 2, cache_dir: Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """n synthetic prepared cells (uint8, 255 = ink) and labels; chunk k uses generator seed (seed, chunk0 + k)."""
+    key = f"{seed}-{chunk0}-{n}-{'+'.join(bank.sources)}-{_code_fingerprint()}"
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"cells-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+        if cache.exists():
+            d = np.load(cache)
+            return d["X"], d["y"]
+    jobs = []
+    k = 0
+    left = n
+    while left > 0:
+        m = min(CHUNK, left)
+        jobs.append((m, seed, chunk0 + k))
+        left -= m
+        k += 1
+    if workers > 1 and len(jobs) > 1:
+        with get_context("fork").Pool(workers, initializer=_init_worker, initargs=(bank,)) as pool:
+            parts = pool.map(_chunk_job, jobs)
+    else:
+        _init_worker(bank)
+        parts = [_chunk_job(j) for j in jobs]
+    X = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cache, X=X, y=y)
+    return X, y
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Model
+
+
+def make_model(torch, dropout: float = 0.3):
+    """Three conv blocks (conv-BN-ReLU-pool) and a small head: ~290k parameters, ~1.2 MB as float32 ONNX."""
+    nn = torch.nn
+
+    def block(i: int, o: int):
+        return nn.Sequential(nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2))
+
+    return nn.Sequential(
+        block(1, 32),  # 32 -> 16
+        block(32, 64),  # 16 -> 8
+        block(64, 128),  # 8 -> 4
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(128 * 4 * 4, 96),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(96, N_CLASSES),
+    )
+
+
+def _augment(torch, x, gen):
+    """Small random affine jitter (±1.5 px, ±6°, ±8% scale) on a batch: the cell stage centres glyphs by mass, so
+    larger moves would teach a distribution the reader never produces."""
+    n = x.shape[0]
+    F = torch.nn.functional
+    ang = (torch.rand(n, generator=gen) - 0.5) * 2 * 0.105
+    sc = 1 + (torch.rand(n, generator=gen) - 0.5) * 0.16
+    t = (torch.rand(n, 2, generator=gen) - 0.5) * 2 * (1.5 / (CELL_PX / 2))
+    cos, sin = torch.cos(ang) * sc, torch.sin(ang) * sc
+    theta = torch.stack([torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+
+
+def _predict(torch, model, X: np.ndarray, batch: int = 1024) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(X), batch):
+            xb = torch.from_numpy(X[i : i + batch].astype(np.float32) / 255.0)[:, None]
+            out.append(torch.softmax(model(xb), 1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, N_CLASSES), np.float32)
+
+
+def export_onnx(torch, model, path: Path, check_inputs: np.ndarray) -> float:
+    """Export with softmax inside the graph; reload with cv2.dnn and return the max |difference| to torch."""
+    import warnings
+
+    class WithSoftmax(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return torch.softmax(self.m(x), dim=1)
+
+    wrapped = WithSoftmax(model).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".onnx.tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but is what cv2.dnn reads best
+        torch.onnx.export(
+            wrapped,
+            (torch.zeros(1, 1, CELL_PX, CELL_PX),),
+            str(tmp),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=["glyph"],
+            output_names=["probs"],
+            dynamic_axes={"glyph": {0: "n"}, "probs": {0: "n"}},
+        )
+    # The exporter restores the wrapper's training flag recursively: evaluate in eval mode again.
+    wrapped.eval()
+    xs = check_inputs.astype(np.float32) / 255.0
+    with torch.no_grad():
+        ref = wrapped(torch.from_numpy(xs)[:, None]).numpy()
+    net = cv2.dnn.readNetFromONNX(str(tmp))
+    net.setInput(xs[:, None].copy())
+    got = net.forward()
+    diff = float(np.abs(got - ref).max())
+    if diff > 1e-4:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"ONNX export check failed: cv2.dnn and torch differ by {diff:.2e}")
+    os.replace(tmp, path)
+    return diff
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Real crops: a sanity measurement only (never training data)
+
+
+@dataclass
+class RealCropResult:
+    path: str
+    truth: str
+    predicted: str
+    confidence: float
+
+
+@dataclass
+class RealCropReport:
+    n: int
+    correct: int
+    skipped: int  # rows that are not single-cell labels (multi-digit examples, whole pages) or unreadable files
+    results: list[RealCropResult] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else float("nan")
+
+
+def _group_lines(profile: np.ndarray, thr: float) -> list[tuple[float, int]]:
+    """Runs of profile > thr as (centre, width)."""
+    on = profile > thr
+    out = []
+    i = 0
+    while i < len(on):
+        if on[i]:
+            j = i
+            while j < len(on) and on[j]:
+                j += 1
+            out.append(((i + j - 1) / 2, j - i))
+            i = j
+        else:
+            i += 1
+    return out
+
+
+def _box_spans(lines: list[tuple[float, int]], size: int) -> list[tuple[float, float]]:
+    """Pairs of printed lines that could bound the box: around the crop centre, at least 45% of the crop apart."""
+    out = []
+    for a in range(len(lines)):
+        for b in range(a + 1, len(lines)):
+            lo, hi = lines[a][0], lines[b][0]
+            if hi - lo >= 0.45 * size and lo < size / 2 < hi:
+                out.append((lo, hi))
+    return out
+
+
+def _pick_box(
+    xs: list[tuple[float, float]], ys: list[tuple[float, float]], w: int, h: int
+) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+    """The boxes are square: with both axes, the most square pair of pairs (ties: the larger); with one axis, the
+    widest pair that still fits the other dimension (a neighbouring box's line is farther out)."""
+    if xs and ys:
+        best = min(((x, y) for x in xs for y in ys), key=lambda p: abs((p[0][1] - p[0][0]) - (p[1][1] - p[1][0]))
+                   - 0.01 * ((p[0][1] - p[0][0]) + (p[1][1] - p[1][0])))
+        return best
+    if xs:
+        fit = [x for x in xs if x[1] - x[0] <= 1.1 * h] or xs
+        return max(fit, key=lambda x: x[1] - x[0]), None
+    if ys:
+        fit = [y for y in ys if y[1] - y[0] <= 1.1 * w] or ys
+        return None, max(fit, key=lambda y: y[1] - y[0])
+    return None, None
+
+
+def real_crop_to_canonical(img: np.ndarray, ink_is_bright: bool) -> tuple[np.ndarray, float]:
+    """A labelled real crop -> (canonical 96x96 darkness crop, border px), as the cells stage would have cut it.
+
+    Box crops with printed borders are registered on their box lines; crops without lines (28x28 normalised
+    glyphs, tight strips) are placed inside a drawn box so they follow the same path through `prepare_cell`.
+    """
+    gray = img if img.ndim == 2 else img.min(axis=2)
+    dark = gray.astype(np.float32) if ink_is_bright else 255.0 - gray.astype(np.float32)
+    h, w = dark.shape
+    if not ink_is_bright and min(h, w) >= 40:
+        col = dark[h // 5 : h - h // 5].mean(axis=0)
+        row = dark[:, w // 5 : w - w // 5].mean(axis=1)
+        vx, vy = _pick_box(_box_spans(_group_lines(col, 140), w), _box_spans(_group_lines(row, 140), h), w, h)
+        if vx or vy:
+            if vx and vy:
+                (x0, x1), (y0, y1) = vx, vy
+            elif vx:
+                x0, x1 = vx
+                y0 = h / 2 - (x1 - x0) / 2
+                y1 = y0 + (x1 - x0)
+            else:
+                y0, y1 = vy
+                x0 = w / 2 - (y1 - y0) / 2
+                x1 = x0 + (y1 - y0)
+            sx, sy = BOX_PX / (x1 - x0), BOX_PX / (y1 - y0)
+            M = np.float32([[sx, 0, MARGIN_PX - x0 * sx], [0, sy, MARGIN_PX - y0 * sy]])
+            crop = cv2.warpAffine(dark, M, (CROP_PX, CROP_PX), flags=cv2.INTER_AREA, borderValue=0)
+            widths = [wd for _, wd in _group_lines(col, 140)] or [3]
+            return np.clip(crop, 0, 255).astype(np.uint8), float(np.median(widths) * sx)
+    # No printed box: draw one and fit the glyph inside it.
+    border = 3.0
+    crop = np.zeros((CROP_PX, CROP_PX), np.float32)
+    cv2.rectangle(crop, (MARGIN_PX, MARGIN_PX), (MARGIN_PX + BOX_PX, MARGIN_PX + BOX_PX), 230, int(border))
+    inner = BOX_PX - 2 * int(border) - 4
+    s = inner / max(h, w)
+    g = cv2.resize(dark, (max(1, int(round(w * s))), max(1, int(round(h * s)))), interpolation=cv2.INTER_LINEAR)
+    y0 = (CROP_PX - g.shape[0]) // 2
+    x0 = (CROP_PX - g.shape[1]) // 2
+    crop[y0 : y0 + g.shape[0], x0 : x0 + g.shape[1]] = np.maximum(crop[y0 : y0 + g.shape[0], x0 : x0 + g.shape[1]], g)
+    return np.clip(crop, 0, 255).astype(np.uint8), border
+
+
+def _truth_class(label: str) -> str | None:
+    label = label.strip()
+    if label in ("-", "blank"):
+        return "_"
+    if label.upper() == "X":
+        return "X"
+    if len(label) == 1 and label.isdigit():
+        return label
+    return None  # "multi: ...", "page: ..."
+
+
+def evaluate_real_crops(data_dir: str | Path | None = None, model_path: str | Path | None = None) -> RealCropReport:
+    """Accuracy of the CNN (cells stage + model) on the hand-labelled real digit crops (election_forms/labels/
+    digit_crops.csv). Empty cells count as "_" (the reader never runs the net on them)."""
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    ef = data_dir / "election_forms"
+    table = ef / "labels" / "digit_crops.csv"
+    if not table.is_file():
+        raise BadInput(f"Labelled crops not found at {table}; pass --data pointing at shared/data.")
+    reader = CnnReader(model_path)
+    rows = list(csv.DictReader(table.open()))
+    cells, truths, paths = [], [], []
+    skipped = 0
+    for r in rows:
+        truth = _truth_class(r["label"])
+        img = cv2.imread(str(ef / r["path"]), cv2.IMREAD_UNCHANGED)
+        if truth is None or img is None:
+            skipped += 1
+            continue
+        if img.ndim == 3 and img.shape[2] == 4:
+            img = img[:, :, :3]
+        gray = img if img.ndim == 2 else img.min(axis=2)
+        # Normalised crops (MNIST-like) are white ink on black; box crops and strips are dark ink on paper.
+        ink_is_bright = float(np.median(gray)) < 128
+        crop, border = real_crop_to_canonical(img, ink_is_bright)
+        cells.append(prepare_cell(crop, border))
+        truths.append(truth)
+        paths.append(r["path"])
+    preds = reader.read(cells)
+    report = RealCropReport(n=len(cells), correct=0, skipped=skipped)
+    for p, t, pred in zip(paths, truths, preds):
+        if pred.ok:
+            top, conf = pred.topk(1)[0]
+        else:
+            top, conf = "?", 0.0
+        report.results.append(RealCropResult(p, t, top, conf))
+        report.correct += int(top == t)
+    return report
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    val_accuracy: float
+    val_n: int
+    confusion: np.ndarray
+    onnx_max_diff: float
+    card: dict
+
+
+def _confusion(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    cm = np.zeros((N_CLASSES, N_CLASSES), np.int64)
+    np.add.at(cm, (y, pred), 1)
+    return cm
+
+
+def train(
+    *,
+    data: Path | None,
+    out: Path,
+    seed: int = 0,
+    epochs: int = 8,
+    samples: int = 60000,
+    val_samples: int | None = None,
+    workers: int = 2,
+    cache_dir: Path | None = DEFAULT_CACHE,
+    use_fonts: bool = True,
+    log=print,
+) -> TrainResult:
+    torch = _torch()
+    torch.set_num_threads(2)
+    torch.manual_seed(seed)
+    t0 = time.time()
+    data_dir = Path(data) if data is not None else default_data_dir()
+    bank = GlyphBank.load(data_dir, "train", use_fonts=use_fonts)
+    val_bank = GlyphBank.load(data_dir, "val", use_fonts=use_fonts)
+    n_val = val_samples if val_samples is not None else max(2000, samples // 10)
+    log(f"data: train {bank.sources}; val {val_bank.sources}")
+    X, y = build_cells(bank, samples, seed, workers=workers, cache_dir=cache_dir)
+    # Validation chunks use a disjoint chunk range so they never share a generator stream with training.
+    Xv, yv = build_cells(val_bank, n_val, seed, chunk0=1_000_000, workers=workers, cache_dir=cache_dir)
+    t_data = time.time() - t0
+    log(f"cells: {len(X)} train, {len(Xv)} val in {t_data:.0f}s; class counts {np.bincount(y, minlength=N_CLASSES).tolist()}")
+
+    model = make_model(torch)
+    n_params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    batch = 128
+    steps = epochs * ((len(X) + batch - 1) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=max(1, steps), pct_start=0.15)
+    gen = torch.Generator().manual_seed(seed)
+    Xt = torch.from_numpy(X)
+    yt = torch.from_numpy(y)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
+    val_acc = float("nan")
+    for ep in range(epochs):
+        model.train()
+        perm = torch.randperm(len(X), generator=gen)
+        tot, correct, seen = 0.0, 0, 0
+        te = time.time()
+        for i in range(0, len(X), batch):
+            idx = perm[i : i + batch]
+            xb = Xt[idx].float().div_(255.0).unsqueeze(1)
+            xb = _augment(torch, xb, gen)
+            yb = yt[idx]
+            logits = model(xb)
+            loss = loss_fn(logits, yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == yb).sum())
+            seen += len(idx)
+        pv = _predict(torch, model, Xv).argmax(1)
+        val_acc = float((pv == yv).mean()) if len(yv) else float("nan")
+        log(
+            f"epoch {ep + 1}/{epochs}: loss {tot / max(seen, 1):.4f}  train acc {correct / max(seen, 1):.4f}  "
+            f"val acc {val_acc:.4f}  ({time.time() - te:.0f}s)"
+        )
+    pv = _predict(torch, model, Xv).argmax(1)
+    cm = _confusion(yv, pv)
+    diff = export_onnx(torch, model, Path(out), Xv[:64] if len(Xv) else X[:64])
+    import onnx
+
+    card = {
+        "classes": list(CLASSES),
+        "input": {
+            "shape": [1, CELL_PX, CELL_PX],
+            "dtype": "float32",
+            "meaning": "ocr.cells.prepare_cell(...).input: 1 = ink, glyph centred by mass, longest side 24 px",
+        },
+        "output": "softmax probabilities over classes",
+        "architecture": "3 x (conv3x3-BN-ReLU-maxpool) 32/64/128 + dropout + FC 96 + FC 12",
+        "parameters": int(n_params),
+        "onnx_opset": ONNX_OPSET,
+        "training": {
+            "command": f"c1ocr train --seed {seed} --epochs {epochs} --samples {samples}",
+            "seed": seed,
+            "epochs": epochs,
+            "samples": int(len(X)),
+            "data": bank.sources + ["procedural: seven-segment, stroke 1/4/7, Hershey, X, dash/dot/smudge"],
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "opencv": cv2.__version__,
+            "seconds": round(time.time() - t0, 1),
+        },
+        "validation": {
+            "samples": int(len(Xv)),
+            "data": val_bank.sources,
+            "accuracy": round(val_acc, 5),
+            "note": "held-out synthetic cells: MNIST 45000-49999 / USPS 5400-5999 writers, fresh renders; fonts shared",
+        },
+        "onnx_vs_torch_max_abs_diff": diff,
+    }
+    model_card_path(Path(out)).write_text(json.dumps(card, indent=2) + "\n")
+    return TrainResult(Path(out), val_acc, int(len(Xv)), cm, diff, card)
+
+
+def _print_confusion(console, cm: np.ndarray) -> None:
+    from rich.table import Table
+
+    t = Table(title="held-out confusion (rows = truth, columns = predicted)")
+    t.add_column("")
+    for c in CLASSES:
+        t.add_column(c, justify="right")
+    t.add_column("acc", justify="right")
+    for i, c in enumerate(CLASSES):
+        row = [str(v) if v else "." for v in cm[i]]
+        row[i] = f"[bold]{cm[i, i]}[/]"
+        acc = cm[i, i] / max(cm[i].sum(), 1)
+        t.add_row(c, *row, f"{acc:.3f}")
+    console.print(t)
+
+
+def train_command(
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="shared data folder (default ../shared/data or $C1OCR_SHARED_DATA)"),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="where to write the ONNX model (a .json card goes beside it)")] = (
+        DEFAULT_MODEL
+    ),
+    seed: Annotated[int, typer.Option("--seed", help="seed of data generation, order and initialisation")] = 0,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 8,
+    samples: Annotated[int, typer.Option("--samples", min=100, help="synthetic training cells")] = 60000,
+    quick: Annotated[bool, typer.Option("--quick", help="tiny run (600 cells, 1 epoch) to check the pipeline")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="processes generating cells")] = 2,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="do not read or write runs/cells-cache")] = False,
+) -> None:
+    """Train the digit CNN on synthetic cells and export it to ONNX (see ocr/read/TRAINING.md)."""
+    from rich.console import Console
+
+    console = Console()
+    if quick:
+        samples, epochs = 600, 1
+    res = train(
+        data=data,
+        out=out,
+        seed=seed,
+        epochs=epochs,
+        samples=samples,
+        val_samples=200 if quick else None,
+        workers=workers,
+        cache_dir=None if no_cache or quick else DEFAULT_CACHE,
+        log=console.print,
+    )
+    _print_confusion(console, res.confusion)
+    console.print(
+        f"wrote {res.out} ({res.out.stat().st_size / 1024:.0f} KiB), held-out accuracy {res.val_accuracy:.4f} "
+        f"on {res.val_n} cells; cv2.dnn vs torch max diff {res.onnx_max_diff:.1e}"
+    )
+    data_dir = Path(data) if data is not None else default_data_dir()
+    if (data_dir / "election_forms" / "labels" / "digit_crops.csv").is_file():
+        rep = evaluate_real_crops(data_dir, res.out)
+        console.print(f"sanity (not used for training): real labelled crops {rep.correct}/{rep.n} = {rep.accuracy:.3f}")

@@ -1,0 +1,140 @@
+"""Training pipeline: synthetic cells, a quick training run, ONNX export read back by cv2.dnn."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ocr.cells import CELL_PX, CROP_PX, prepare_cell
+from ocr.read import cells_synth
+from ocr.read.base import BLANK_INDEX, CLASSES, N_CLASSES, X_INDEX
+from ocr.read.cells_synth import GlyphBank, default_data_dir
+
+SHARED = default_data_dir()
+needs_shared = pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason=f"shared data not found at {SHARED}")
+
+
+def test_procedural_cells_are_deterministic_and_prepared(tmp_path):
+    bank = GlyphBank.load(tmp_path / "absent")  # no shared data: procedural glyphs only
+    assert bank.sources == ["procedural only (no shared data)"]
+    X1, y1 = cells_synth.make_cells(bank, 60, seed=3, chunk=0)
+    X2, y2 = cells_synth.make_cells(bank, 60, seed=3, chunk=0)
+    X3, _ = cells_synth.make_cells(bank, 60, seed=3, chunk=1)
+    assert X1.shape == (60, CELL_PX, CELL_PX) and X1.dtype == np.uint8
+    np.testing.assert_array_equal(X1, X2)
+    np.testing.assert_array_equal(y1, y2)
+    assert not np.array_equal(X1, X3)
+    assert set(np.unique(y1)) <= set(range(N_CLASSES))
+    # Every kept cell has ink: empty boxes never reach the CNN, so they are not training data.
+    assert (X1.reshape(60, -1).max(axis=1) > 128).all()
+
+
+def test_rendered_crop_matches_the_canonical_frame():
+    rng = np.random.default_rng(0)
+    bank = GlyphBank()
+    for label in (3, X_INDEX, BLANK_INDEX):
+        r = cells_synth.render_crop(rng, bank, label)
+        assert r.crop.shape == (CROP_PX, CROP_PX) and r.crop.dtype == np.uint8
+        assert 2.0 <= r.border_px <= 5.0
+        cell = prepare_cell(r.crop, r.border_px)
+        # The printed box is found where the canonical frame puts it (within the small synthetic offsets).
+        assert cell.lines_found >= 3
+        assert abs(cell.line_offset_px[0]) <= 6 and abs(cell.line_offset_px[1]) <= 6
+
+
+def test_seven_segment_and_stroke_glyphs_have_distinct_shapes():
+    rng = np.random.default_rng(1)
+    one = cells_synth.seven_segment_glyph(rng, 1)
+    eight = cells_synth.seven_segment_glyph(rng, 8)
+    # A seven-segment 1 is two right-hand segments: tall and narrow; an 8 is a full frame.
+    assert one.shape[0] > 2.5 * one.shape[1]
+    assert eight.shape[1] > 0.4 * eight.shape[0]
+    assert cells_synth.stroke_glyph(rng, 2) is None
+    assert cells_synth.stroke_glyph(rng, 7) is not None
+
+
+@needs_shared
+def test_bank_keeps_the_writer_split():
+    train = GlyphBank.load(SHARED, "train", use_fonts=False)
+    val = GlyphBank.load(SHARED, "val", use_fonts=False)
+    assert len(train.mnist) == 45000 and len(val.mnist) == 5000
+    assert len(train.usps) == 5400 and len(val.usps) == 600
+    assert "mnist[0:45000]" in train.sources and "mnist[45000:50000]" in val.sources
+
+
+def test_train_without_torch_says_how_to_install(monkeypatch):
+    import builtins
+
+    from ocr.errors import MissingDependency
+    from ocr.read import train as train_mod
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *a, **k):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("no torch here")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    with pytest.raises(MissingDependency) as e:
+        train_mod._torch()
+    assert "pip install -e .[train]" in e.value.message
+
+
+def test_quick_training_exports_onnx_that_cv2_reads_like_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from ocr.read import train as train_mod
+    from ocr.read.cnn import CnnReader
+
+    out = tmp_path / "m" / "digits.onnx"
+    res = train_mod.train(
+        data=tmp_path / "absent",  # procedural glyphs: the test does not need shared data
+        out=out,
+        seed=0,
+        epochs=1,
+        samples=300,
+        val_samples=100,
+        workers=1,
+        cache_dir=None,
+        log=lambda *a, **k: None,
+    )
+    assert out.is_file() and out.stat().st_size < 2 * 1024 * 1024
+    assert res.onnx_max_diff < 1e-4
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["classes"] == list(CLASSES)
+    assert card["training"]["seed"] == 0 and card["training"]["samples"] == 300
+    assert res.confusion.sum() == 100
+
+    # Independent check of the export: torch on the same weights vs cv2.dnn on random glyphs.
+    net = cv2.dnn.readNetFromONNX(str(out))
+    x = np.random.default_rng(0).random((7, 1, CELL_PX, CELL_PX), dtype=np.float32)
+    net.setInput(x)
+    got = net.forward()
+    assert got.shape == (7, N_CLASSES)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+    # And the reader loads it.
+    info = CnnReader(out).model_info()
+    assert len(info["sha256"]) == 64
+
+
+def test_real_crop_conversion_registers_a_box_crop():
+    from ocr.read.train import real_crop_to_canonical
+
+    # A box crop as a scanner gives it: dark box lines on white paper, a "1" inside, some neighbour box at right.
+    img = np.full((70, 80), 245, np.uint8)
+    cv2.rectangle(img, (4, 3), (64, 66), 20, 3)
+    cv2.line(img, (76, 0), (76, 69), 20, 3)
+    cv2.line(img, (34, 15), (34, 55), 30, 4)
+    crop, border = real_crop_to_canonical(img, ink_is_bright=False)
+    cell = prepare_cell(crop, border)
+    assert cell.lines_found == 4
+    assert not cell.empty
+    # The stroke survives as a tall thin glyph.
+    ys, xs = np.nonzero(cell.input > 0.5)
+    assert np.ptp(ys) > 3 * max(np.ptp(xs), 1)
