@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from api.settings import ServiceSettings
 
-console = Console()
+console = Console(soft_wrap=True)
 DataDir = Annotated[
     Optional[Path], typer.Option("--data-dir", help="data folder (default: $C1OCR_DATA_DIR or ./c1ocr-data)")
 ]
