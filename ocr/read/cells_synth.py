@@ -39,7 +39,8 @@ USPS_VAL = (5400, 6000)
 P_X = 0.11
 P_BLANK = 0.13
 P_STRIKE = 0.03
-LOST_INK_RATIO = 0.45  # a digit whose prepared ink is below this share of the drawn ink is redrawn  # of digit samples: an overwritten digit (an old one struck out, the final one written over it)
+LOST_INK_RATIO = 0.6  # a digit whose prepared ink is below this share of the drawn ink is redrawn
+KEPT_LINE_RATIO = 1.6  # ... and one with much more ink than drawn (the cell stage kept a box line) too  # of digit samples: an overwritten digit (an old one struck out, the final one written over it)
 
 
 def default_data_dir() -> Path:
@@ -468,10 +469,11 @@ def render_crop(rng: np.random.Generator, bank: GlyphBank, label: int) -> Render
         if r < 0.12:
             pass  # only the printed guide / noise: kept if prepare_cell still sees ink in it
         elif r < 0.24:
-            # A leftover fragment of a box line just inside the box (misregistered border).
+            # A leftover fragment of a box line just inside the box (misregistered border). Vertical fragments stay
+            # short: after normalisation a long vertical bar is indistinguishable from a "1".
             side = int(rng.integers(4))
             off = rng.uniform(4, 10)
-            ln = rng.uniform(15, 60)
+            ln = rng.uniform(25, 60) if side % 2 == 1 else rng.uniform(8, 16)
             p = rng.uniform(MARGIN_PX, MARGIN_PX + BOX_PX - ln)
             th = max(1, int(round(border)))
             a = MARGIN_PX + off if side < 2 else MARGIN_PX + BOX_PX - off
@@ -535,8 +537,8 @@ def make_cells(bank: GlyphBank, n: int, seed: int, chunk: int) -> tuple[np.ndarr
     """n prepared cells (uint8 32x32, 255 = ink) and labels, from the generator seeded by (seed, chunk).
 
     Crops that `prepare_cell` marks empty never reach the CNN, so they are redrawn rather than kept. So are digits and
-    Xs that the cell stage mostly lost (a faint pen after blur): their prepared glyph no longer shows the label, and
-    training on them would only teach the net to guess.
+    Xs that the cell stage mostly lost (a faint pen after blur) or merged with a box line it failed to remove: their
+    prepared glyph no longer shows the label, and training on them would only teach the net to guess.
     """
     rng = np.random.default_rng([seed, chunk])
     X = np.zeros((n, CELL_PX, CELL_PX), np.uint8)
@@ -548,7 +550,9 @@ def make_cells(bank: GlyphBank, n: int, seed: int, chunk: int) -> tuple[np.ndarr
         cell = prepare_cell(r.crop, r.border_px)
         if cell.empty:
             continue
-        if label != BLANK_INDEX and cell.ink_fraction < LOST_INK_RATIO * r.mark_fraction:
+        if label != BLANK_INDEX and not (
+            LOST_INK_RATIO * r.mark_fraction <= cell.ink_fraction <= KEPT_LINE_RATIO * r.mark_fraction + 0.02
+        ):
             continue
         X[i] = np.round(cell.input * 255).astype(np.uint8)
         y[i] = label

@@ -26,7 +26,7 @@ import typer
 from ocr.cells import BOX_PX, CELL_PX, CROP_PX, MARGIN_PX, prepare_cell
 from ocr.errors import BadInput, MissingDependency
 from ocr.read import cells_synth
-from ocr.read.base import BLANK_INDEX, CLASSES, N_CLASSES
+from ocr.read.base import CLASSES, N_CLASSES
 from ocr.read.cells_synth import GlyphBank, default_data_dir
 from ocr.read.cnn import DEFAULT_MODEL, CnnReader, model_card_path
 
@@ -388,8 +388,8 @@ def train(
     data: Path | None,
     out: Path,
     seed: int = 0,
-    epochs: int = 8,
-    samples: int = 60000,
+    epochs: int = 5,
+    samples: int = 40000,
     val_samples: int | None = None,
     workers: int = 2,
     cache_dir: Path | None = DEFAULT_CACHE,
@@ -511,8 +511,8 @@ def train_command(
         DEFAULT_MODEL
     ),
     seed: Annotated[int, typer.Option("--seed", help="seed of data generation, order and initialisation")] = 0,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 8,
-    samples: Annotated[int, typer.Option("--samples", min=100, help="synthetic training cells")] = 60000,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 5,
+    samples: Annotated[int, typer.Option("--samples", min=100, help="synthetic training cells")] = 40000,
     quick: Annotated[bool, typer.Option("--quick", help="tiny run (600 cells, 1 epoch) to check the pipeline")] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, help="processes generating cells")] = 2,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="do not read or write runs/cells-cache")] = False,
