@@ -31,6 +31,12 @@ def _register() -> None:
 
     app.command("read", help="Read page photos: locate, gate, read every digit box.")(read_command)
 
+    from api.cli import admin_app, audit_app, serve_command
+
+    app.command("serve", help="Start the service (uploads, review page, provisional tallies).")(serve_command)
+    app.add_typer(admin_app, name="admin", help="Service tokens and regions.")
+    app.add_typer(audit_app, name="audit", help="Verify the hash-chained audit log.")
+
     from ocr.calibration import calibrate_command
 
     app.command("calibrate", help="Fit the field-confidence calibration from benchmark field records.")(calibrate_command)

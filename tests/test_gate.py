@@ -12,7 +12,7 @@ from ocr.gate import gate
 from ocr.locate import Located, locate
 from ocr.templates import get_template
 from ocr.templates.render import blank_page
-from tests.photo_sim import photograph, tilted_corners
+from photo_sim import photograph, tilted_corners
 
 TID = "ppwp-2024-plano-p2"
 

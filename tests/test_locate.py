@@ -10,7 +10,7 @@ from ocr.geometry import project
 from ocr.locate import locate
 from ocr.templates import get_template, list_templates
 from ocr.templates.render import blank_page, render_page
-from tests.photo_sim import photograph, tilted_corners
+from photo_sim import photograph, tilted_corners
 
 MARKED = [t.id for t in list_templates() if t.marker is not None]
 UNMARKED = [t.id for t in list_templates() if t.marker is None]
