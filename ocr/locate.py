@@ -422,12 +422,17 @@ def _field_search_rect(fs: FieldSpec) -> Rect:
     return Rect(x=min(xs), y=min(ys), w=max(xs) - min(xs), h=max(ys) - min(ys))
 
 
-def refine_by_fields(dark: np.ndarray, H: np.ndarray, template: Template) -> tuple[np.ndarray, float, int]:
+def refine_by_fields(dark: np.ndarray, H: np.ndarray, template: Template, anchors=None, model: str = "homography"
+                     ) -> tuple[np.ndarray, float, int]:
     """Match each field's row of boxes around its predicted place and refit the homography on the matches.
 
+    `anchors` (page points, photo points) are detected marks that the fit must keep honouring (the corner squares),
+    so a few mismatched rows cannot drag the page away from its marks. `model` is what the matches may change:
+    "homography" (a photo), "affine" (a scan: no perspective, fewer ways to go wrong) or "none" (score only).
     Returns (H, mean match score over fields, number of fields matched).
     """
     page_pts, img_pts, scores = [], [], []
+    n_matched = 0
     ih, iw = dark.shape[:2]
     for fs in template.fields:
         core = _field_search_rect(fs)
@@ -452,18 +457,30 @@ def refine_by_fields(dark: np.ndarray, H: np.ndarray, template: Template) -> tup
             continue
         dx_mm = px / FIELD_DPMM - s
         dy_mm = py / FIELD_DPMM - s
+        n_matched += 1
         for b in fs.boxes:  # every box corner of the matched row is a correspondence
             for (x, y) in b.corners():
                 page_pts.append((x, y))
                 img_pts.append(project(H, [(x + dx_mm, y + dy_mm)])[0])
-    n_matched = len(page_pts) // 12 if page_pts else 0
     score = float(np.mean(scores)) if scores else 0.0
+    if anchors is not None:
+        for pp_a, ii_a in zip(*anchors):
+            for _ in range(6):  # weight: one mark counts as much as a row of boxes
+                page_pts.append(tuple(pp_a))
+                img_pts.append(np.asarray(ii_a, dtype=np.float64))
     if len(page_pts) >= 8:
         pp = np.array(page_pts)
         ii = np.array(img_pts)
         spread = np.ptp(pp, axis=0)
-        if len({tuple(p) for p in pp}) >= 4 and spread.min() > 20:  # rows spread over the page: full homography
-            Hn, inl = cv2.findHomography(pp, ii, cv2.RANSAC, 3.0 * local_scale_px_per_mm(H, *pp.mean(axis=0)))
+        tol = 2.0 * local_scale_px_per_mm(H, *pp.mean(axis=0))
+        if model == "none":
+            pass
+        elif len({tuple(p) for p in pp}) >= 4 and spread.min() > 20:  # rows spread over the page
+            if model == "affine":
+                A, inl = cv2.estimateAffine2D(pp, ii, method=cv2.RANSAC, ransacReprojThreshold=tol)
+                Hn = None if A is None else np.vstack([A, [0, 0, 1]])
+            else:
+                Hn, inl = cv2.findHomography(pp, ii, cv2.RANSAC, tol)
             if Hn is not None and inl is not None and inl.sum() >= 0.6 * len(pp):
                 H = Hn
         else:  # a single row (or rows in one line): only a translation is reliable
@@ -496,6 +513,29 @@ def layout_fit(dark: np.ndarray, H: np.ndarray, template: Template, tolerance_mm
     return float(np.mean(scores)) if scores else 0.0
 
 
+def _is_scan_frame(quad: np.ndarray, shape) -> bool:
+    """The detected outline is the photo's own frame: a flatbed scan (or a photo cropped to the sheet)."""
+    h, w = shape[:2]
+    frame = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64)
+    return bool(np.abs(quad - frame).max() < 0.02 * max(h, w))
+
+
+def _scan_hypotheses(template: Template, shape):
+    """Placements of the sheet on a scanner platen larger than the sheet (A4 on a legal-size glass: the 2014 KPU
+    scans), where the photo frame is not the page: the sheet at full width, aligned to the top, middle or bottom,
+    upright or upside down. Yields (rotation, H)."""
+    h, w = shape[:2]
+    ps = template.page_size
+    s = w / ps.width_mm
+    if abs(h / w - ps.height_mm / ps.width_mm) < 0.03 * ps.height_mm / ps.width_mm or s * ps.height_mm > h * 1.02:
+        return  # the frame has the page's own shape: the ordinary outline hypotheses cover it
+    R180 = np.array([[-1, 0, w - 1], [0, -1, h - 1], [0, 0, 1]], dtype=np.float64)
+    for y0 in (0.0, (h - s * ps.height_mm) / 2, h - s * ps.height_mm):
+        H = np.array([[s, 0, 0], [0, s, y0], [0, 0, 1]], dtype=np.float64)
+        yield 0, H
+        yield 180, R180 @ H
+
+
 def _hypotheses(points_mm, quad_img: np.ndarray):
     """Homographies mapping four page points onto a detected quad, one per quarter turn."""
     pts = np.array(points_mm, dtype=np.float64)
@@ -520,11 +560,22 @@ def _locate_without_marker(gray: np.ndarray, dark: np.ndarray, candidates: list[
             quad = quads[kind]
             if quad is None:
                 continue
-            for rot, H0 in _hypotheses(pts, quad):
-                # A wrong quarter turn or a wrong template finds no box rows and no printed page.
-                H, layout, n = refine_by_fields(dark, H0, t)
-                if n >= 1:
-                    H, layout, n = refine_by_fields(dark, H, t)
+            if kind == "page_edges" and t.frame.kind == "corner_squares" and quads.get("corner_squares") is not None:
+                continue  # the marks were found: the sheet outline adds nothing but doubt
+            # Printed marks fix the page (measured within half a millimetre on real scans): box rows only score it.
+            # A sheet outline is approximate: box rows correct it, affinely when the "outline" is a scan's frame.
+            if kind == "corner_squares":
+                model = "none"
+            else:
+                model = "affine" if _is_scan_frame(quad, gray.shape) else "homography"
+            hyps = list(_hypotheses(pts, quad))
+            if kind == "page_edges" and _is_scan_frame(quad, gray.shape):
+                hyps += list(_scan_hypotheses(t, gray.shape))
+            for rot, H0 in hyps:
+                # A wrong quarter turn or a wrong template finds no box rows where it expects them.
+                H, layout, n = refine_by_fields(dark, H0, t, model=model)
+                if n >= 1 and model != "none":
+                    H, layout, n = refine_by_fields(dark, H, t, model=model)
                 score = layout_fit(dark, H, t)
                 if score > best_score:
                     best_score = score
