@@ -130,11 +130,17 @@ def find_box_lines(crop: np.ndarray, border_px: float) -> tuple[tuple[int, int, 
     return (x0, x1, y0, y1), int(fx0) + int(fx1) + int(fy0) + int(fy1)
 
 
-def ink_map(crop: np.ndarray) -> np.ndarray:
-    """Soft ink in [0, 1] from a darkness crop, relative to the local paper level."""
+INK_MIN_SPAN = 60.0  # darkness above paper that always counts as contrast (keeps paper noise from being "ink")
+
+
+def ink_map(crop: np.ndarray, interior: tuple[slice, slice] | None = None) -> np.ndarray:
+    """Soft ink in [0, 1] from a darkness crop, relative to the local paper level and to the strongest mark inside
+    the box (`interior`): a faint ballpoint on a grey scan is ink too, though far lighter than a black marker."""
     c = crop.astype(np.float32)
     paper = float(np.percentile(c, 30))  # most of a box is paper
-    span = max(255.0 - paper, 40.0)
+    ref = c[interior] if interior is not None else c
+    strongest = float(np.percentile(ref, 99.5)) if ref.size else 255.0
+    span = max(min(255.0 - paper, strongest - paper), INK_MIN_SPAN)
     ink = (c - paper - 0.18 * span) / (0.35 * span)
     return np.clip(ink, 0.0, 1.0)
 
@@ -187,12 +193,31 @@ def normalise_ink(ink: np.ndarray) -> tuple[np.ndarray, float, bool]:
     return np.clip(out, 0, 1), frac, False
 
 
+def drop_border_remnants(ink: np.ndarray) -> np.ndarray:
+    """Remove what is left of the printed box lines inside the interior: thin blobs along an edge of the interior
+    that run most of its length (a misregistered or bowed border). A digit touching the border is kept: it is
+    neither that thin nor that long along the edge."""
+    h, w = ink.shape
+    binary = (ink > 0.5).astype(np.uint8)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    out = ink.copy()
+    edge = 3
+    for i in range(1, n):
+        x, y, ww, hh, _ = stats[i]
+        vertical = ww <= max(3, 0.12 * w) and hh >= 0.6 * h and (x <= edge or x + ww >= w - edge)
+        horizontal = hh <= max(3, 0.12 * h) and ww >= 0.6 * w and (y <= edge or y + hh >= h - edge)
+        if vertical or horizontal:
+            out[cv2.dilate((lab == i).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0] = 0.0
+    return out
+
+
 def prepare_cell(crop: np.ndarray, border_px: float) -> PreparedCell:
     """Canonical darkness crop of one box -> the classifier input and ink statistics."""
     (x0, x1, y0, y1), found = find_box_lines(crop, border_px)
     band = int(np.ceil(border_px / 2 + 1.5))
-    ink = ink_map(crop)
-    interior = ink[y0 + band : y1 - band + 1, x0 + band : x1 - band + 1]
+    inner = (slice(y0 + band, y1 - band + 1), slice(x0 + band, x1 - band + 1))
+    ink = ink_map(crop, inner)
+    interior = drop_border_remnants(ink[inner])
     if interior.size == 0:
         interior = ink[MARGIN_PX:-MARGIN_PX, MARGIN_PX:-MARGIN_PX]
     # Ink touching the removed border band: a digit written across the box line.

@@ -614,6 +614,13 @@ def locate(gray: np.ndarray, *, expected: Template | None = None, min_layout_sco
         return loc
     if tags:
         return Unreadable(UnreadableReason.NOT_FOUND, f"AprilTag id(s) {sorted(i for i, _ in tags)} are not known forms")
+    marks = find_checker_candidates(gray)
+    spread = np.ptp(marks, axis=0) / np.array(gray.shape[1::-1], dtype=np.float64) if len(marks) else np.zeros(2)
+    if len(marks) >= 2 and spread.max() > 0.3:  # corner marks sit far apart, not in one row of handwriting
+        # Corner marks of a tagged page but no readable tag: never guess an unmarked form from its box rows.
+        if len(marks) < 4:
+            return Unreadable(UnreadableReason.CUT_OFF, f"{len(marks)} corner marks seen and the page tag is not in the photo")
+        return Unreadable(UnreadableReason.NOT_FOUND, "corner marks seen but the page tag (top right) cannot be read")
     candidates = [t for t in list_templates() if t.frame.kind != "checker_fiducials"]
     if expected is not None and expected in candidates:
         candidates.remove(expected)
