@@ -1,5 +1,7 @@
 # Two commands do all the set-up on a fresh Debian/Ubuntu machine (see README):
-#   make demo   installs what is missing, then reads the bundled samples with the embedded defaults
+#   make demo   installs what is missing, then starts the service with the embedded defaults (SQLite, local photo
+#               store, in-process reading workers), uploads the bundled samples through the real upload path and
+#               prints where to open the review page (Ctrl-C stops it)
 #   make test   installs what is missing (incl. test tools), then runs the test suite
 PY ?= python3
 VENV ?= .venv
@@ -7,7 +9,7 @@ BIN := $(VENV)/bin
 SYSTEM_PACKAGES := tesseract-ocr
 TEST_SYSTEM_PACKAGES := chromium chromium-driver
 
-.PHONY: demo test serve install install-dev system-deps test-system-deps
+.PHONY: demo read-samples test install install-dev system-deps test-system-deps
 
 system-deps:
 	@bash scripts/ensure-system-packages $(SYSTEM_PACKAGES)
@@ -26,10 +28,10 @@ install-dev: test-system-deps $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev,train]'
 
 demo: install
-	$(BIN)/c1ocr read samples/*.jpg
-
-serve: install
 	$(BIN)/c1ocr serve --load-samples samples
+
+read-samples: install
+	$(BIN)/c1ocr read samples/*.jpg
 
 test: install-dev
 	$(BIN)/python -m pytest -q -n 2
