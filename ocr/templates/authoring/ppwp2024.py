@@ -133,6 +133,23 @@ def page1() -> dict:
     return t
 
 
+# Tally grids ("Rincian perolehan suara") and their row totals ("Jumlah tiap baris"), measured on the official PDF
+# at 4 px/mm (line centres, page coordinates): grid columns 181.0 .. 416.0 mm (12 x 19.58 mm), row-total columns
+# 421.0 / 433.0 / 445.0 mm; page 2 rows every 16 mm from 178.0 mm (paslon 1), +152 mm per paslon; page 3 (V.B) rows
+# every 12.46 mm from 228.9 mm.
+GRID_X0, GRID_X1 = 181.0, 416.0
+ROW_TOTAL_XS = (421.0, 433.0)
+ROW_TOTAL_W = 12.0
+
+
+def _tally(y0: float, row_h: float) -> tuple[dict, list[list[dict]]]:
+    tally = {"rect": {"x": GRID_X0, "y": y0, "w": round(GRID_X1 - GRID_X0, 2), "h": round(5 * row_h, 2)}, "cols": 12, "rows": 5}
+    rows = [
+        [{"x": x, "y": round(y0 + i * row_h, 2), "w": ROW_TOTAL_W, "h": row_h} for x in ROW_TOTAL_XS] for i in range(5)
+    ]
+    return tally, rows
+
+
 def page2() -> dict:
     fields = []
     for n, y in enumerate((119.6, 271.6, 423.6), start=1):
@@ -158,6 +175,10 @@ def page2() -> dict:
                 20.0,
                 guide="seven_segment",
                 omr=omr,
+                tally=_tally(178.0 + (n - 1) * 152.0, 16.0)[0],
+                row_totals=_tally(178.0 + (n - 1) * 152.0, 16.0)[1],
+                # the number in words, on the line above "(ditulis menggunakan huruf kapital)"
+                words={"x": 181.0, "y": round(268.0 + (n - 1) * 152.0, 2), "w": 235.0, "h": 40.0},
             )
         )
     cons = [
@@ -173,7 +194,8 @@ def page3() -> dict:
     xs = (407.8, 431.3, 454.8)
     fields = [
         _count("V.A", "Jumlah seluruh suara sah (IV.1 + IV.2 + IV.3)", "V", xs, 101.0, 20.0),
-        _count("V.B", "Jumlah suara tidak sah", "V", xs, 172.2, 20.0),
+        _count("V.B", "Jumlah suara tidak sah", "V", xs, 172.2, 20.0, tally=_tally(228.9, 12.46)[0],
+               row_totals=_tally(228.9, 12.46)[1]),
         _count("V.C", "Jumlah seluruh suara sah dan suara tidak sah (V.A + V.B)", "V", xs, 247.0, 20.0),
     ]
     # Date boxes (measured on the 4 px/mm render: 16 mm boxes at a 16 mm pitch, border middle).
