@@ -61,6 +61,7 @@ class GateThresholds(BaseModel):
     max_blur_mm: float = 1.2  # box borders may look at most this much wider than printed (see gate.py)
     max_glare_fraction: float = 0.3  # a box whose border is invisible and this much of it saturated is glare
     min_mean_luma: float = 45.0
+    min_line_contrast: float = 50.0  # on an overexposed page the printed box lines must still stand out this much
     max_mean_luma: float = 245.0
     max_reprojection_mm: float = 3.0
     max_tilt_deg: float = 50.0  # angle between camera axis and page normal implied by the homography

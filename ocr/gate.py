@@ -34,17 +34,18 @@ def _all_boxes(loc: Located) -> list[tuple[str, int, Rect]]:
     return [(f.id, i, b) for f in loc.template.fields for i, b in enumerate(f.boxes)]
 
 
-def _line_width_mm(patch: np.ndarray, dpmm: float) -> float | None:
+def _line_width_mm(patch: np.ndarray, dpmm: float) -> tuple[float, float] | None:
     """Apparent width (full width at half maximum) of the box's left and top printed border, in mm.
 
     A 1 mm printed line stays about 1 mm in a sharp photo; defocus or motion spreads it (a Gaussian blur of sigma
     widens it to about 2.35 * sqrt(sigma^2 + w^2 / 12)). Measured on the border, not on the ink, so it does not
-    depend on how boldly the officer wrote. Returns None when no printed line is visible (covered, glare).
+    depend on how boldly the officer wrote. Returns (width mm, line contrast in darkness levels), or None when no
+    printed line is visible (covered, glare).
     """
     p = patch.astype(np.float32)
     n = p.shape[0]
     inner = slice(n // 4, 3 * n // 4)
-    widths = []
+    widths, contrasts = [], []
     for prof in (p[inner, :].mean(axis=0), p[:, inner].mean(axis=1)):
         seg = prof[: int(0.35 * len(prof))]  # the left/top border lies in the first third (box + 15% margin)
         k = int(np.argmax(seg))
@@ -65,7 +66,8 @@ def _line_width_mm(patch: np.ndarray, dpmm: float) -> float | None:
         left = lo + (half - seg[lo]) / max(seg[lo + 1] - seg[lo], 1e-6)
         right = hi - 1 + (seg[hi - 1] - half) / max(seg[hi - 1] - seg[hi], 1e-6)
         widths.append((right - left) / dpmm)
-    return float(np.median(widths)) if widths else None
+        contrasts.append(peak - base)
+    return (float(np.median(widths)), float(np.median(contrasts))) if widths else None
 
 
 def photo_level_reason(gray: np.ndarray, th: GateThresholds) -> Unreadable | None:
@@ -109,14 +111,17 @@ def gate(bgr: np.ndarray, loc: Located, th: GateThresholds) -> GateResult:
             inside_boxes.append(item)
     outside = len(boxes) - len(inside_boxes)
     m["boxes_outside"] = float(outside)
-    frame_out = sum(1 for x, y in project(loc.H, t.frame.points) if not (0 <= x < w and 0 <= y < h))
+    # Marks must be in the photo; a scanned sheet's own edges may be trimmed by the scanner.
+    frame_out = 0 if t.frame.kind == "page_edges" else sum(
+        1 for x, y in project(loc.H, t.frame.points) if not (0 <= x < w and 0 <= y < h)
+    )
     m["frame_points_outside"] = float(frame_out)
     box_px = min(local_scale_px_per_mm(loc.H, *b.center) * min(b.w, b.h) for _, _, b in boxes)
     m["min_box_px"] = round(box_px, 1)
 
     # Per box (inside the photo): paper level, border width (blur), washed-out or covered boxes.
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    lumas, blur_mm = [], []  # blur_mm: per box, border width beyond the printed width
+    lumas, blur_mm, contrast = [], [], []  # blur_mm: per box, border width beyond the printed width
     occluded: list[tuple[str, int]] = []
     glared: list[tuple[str, int]] = []
     for fid, i, b in inside_boxes:
@@ -125,9 +130,10 @@ def gate(bgr: np.ndarray, loc: Located, th: GateThresholds) -> GateResult:
         n = int(round(r.w * SAMPLE_DPMM))
         patch = warp_region(gray, loc.H, r, n, n)
         lumas.append(float(np.percentile(patch, 75)))  # the paper level around the box
-        width = _line_width_mm(255 - patch, SAMPLE_DPMM)
-        if width is not None:
-            blur_mm.append(width - t.box_border_mm)
+        line = _line_width_mm(255 - patch, SAMPLE_DPMM)
+        if line is not None:
+            blur_mm.append(line[0] - t.box_border_mm)
+            contrast.append(line[1])
             continue
         # No printed border visible: washed out by a reflection, or covered by something dark.
         if float((patch >= 250).mean()) > th.max_glare_fraction:
@@ -138,6 +144,7 @@ def gate(bgr: np.ndarray, loc: Located, th: GateThresholds) -> GateResult:
     m["paper_luma"] = round(paper, 1)
     # How much wider than printed the box borders look: the blur, in mm.
     m["blur_mm"] = round(float(np.median(blur_mm)) if blur_mm else 99.0, 3)
+    m["line_contrast"] = round(float(np.median(contrast)) if contrast else 0.0, 1)
     m["glare_boxes"] = float(len(glared))
     m["occluded_boxes"] = float(len(occluded))
 
@@ -165,8 +172,8 @@ def gate(bgr: np.ndarray, loc: Located, th: GateThresholds) -> GateResult:
         return fail(UnreadableReason.GLARE, f"{len(glared)} boxes washed out by a reflection: {names}")
     if m["blur_mm"] > th.max_blur_mm:
         return fail(UnreadableReason.BLURRY, f"box borders smeared by {m['blur_mm']:.1f} mm")
-    if paper > th.max_mean_luma and m["blur_mm"] > 0.5 * th.max_blur_mm:
-        return fail(UnreadableReason.TOO_BRIGHT, f"paper brightness {paper:.0f}/255, low contrast")
+    if paper > th.max_mean_luma and m["line_contrast"] < th.min_line_contrast:
+        return fail(UnreadableReason.TOO_BRIGHT, f"paper brightness {paper:.0f}/255, printed lines faded to {m['line_contrast']:.0f}")
     if len(occluded) > th.max_occluded_boxes:
         names = ", ".join(f"{f}[{i}]" for f, i in occluded[:5])
         return fail(UnreadableReason.OCCLUDED, f"{len(occluded)} boxes covered: {names}", occluded)

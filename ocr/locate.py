@@ -16,6 +16,7 @@ The result is either `Located` or an `Unreadable` value (never an exception for 
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -331,40 +332,75 @@ def _order_clockwise(pts: np.ndarray) -> np.ndarray:
     return np.roll(pts, -k, axis=0)
 
 
-def find_page_quad(gray: np.ndarray) -> np.ndarray:
-    """The sheet's corners (tl, tr, br, bl); the photo frame when the sheet fills it (a scan)."""
+def _quad_from_mask(mask: np.ndarray) -> np.ndarray | None:
+    """The largest blob of a binary mask as a quadrilateral, if it is big enough to be the sheet."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    c = max(contours, key=cv2.contourArea)
+    area = cv2.contourArea(c)
+    if area < 0.12 * mask.shape[0] * mask.shape[1] or area > 0.97 * mask.shape[0] * mask.shape[1]:
+        return None
+    hull = cv2.convexHull(c)
+    peri = cv2.arcLength(hull, True)
+    for eps in (0.01, 0.02, 0.03, 0.05):
+        approx = cv2.approxPolyDP(hull, eps * peri, True)
+        if len(approx) == 4:
+            return approx.reshape(4, 2).astype(np.float64)
+    return cv2.boxPoints(cv2.minAreaRect(hull)).astype(np.float64)
+
+
+def find_page_quads(gray: np.ndarray, bgr: np.ndarray | None = None) -> list[np.ndarray]:
+    """Candidate outlines of the sheet (tl, tr, br, bl), best guesses first; the photo frame last (a scan).
+
+    A bright, colourful background merges with the paper under one brightness threshold, so the paper is also
+    looked for as the bright *unsaturated* region, and as the largest closed outline of strong edges. The layout of
+    the digit boxes decides between them.
+    """
     h, w = gray.shape[:2]
     f = min(1.0, 1000.0 / max(h, w))
     small = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else gray
     blur = cv2.GaussianBlur(small, (5, 5), 0)
-    _, th = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    th = cv2.morphologyEx(th, cv2.MORPH_CLOSE, np.ones((15, 15), np.uint8))
-    contours, _ = cv2.findContours(th, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    full = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64)
-    if not contours:
-        return full
-    c = max(contours, key=cv2.contourArea)
-    area = cv2.contourArea(c)
-    if area < 0.15 * small.shape[0] * small.shape[1] or area > 0.97 * small.shape[0] * small.shape[1]:
-        return full
-    hull = cv2.convexHull(c)
-    peri = cv2.arcLength(hull, True)
-    quad = None
-    for eps in (0.01, 0.02, 0.03, 0.05):
-        approx = cv2.approxPolyDP(hull, eps * peri, True)
-        if len(approx) == 4:
-            quad = approx.reshape(4, 2).astype(np.float64)
-            break
-    if quad is None:
-        quad = cv2.boxPoints(cv2.minAreaRect(hull)).astype(np.float64)
-    return _order_clockwise(quad / f)
+    kernel = np.ones((15, 15), np.uint8)
+    masks = []
+    otsu, th = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    masks.append(cv2.morphologyEx(th, cv2.MORPH_CLOSE, kernel))
+    if bgr is not None:
+        sb = cv2.resize(bgr, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
+        hsv = cv2.cvtColor(cv2.GaussianBlur(sb, (5, 5), 0), cv2.COLOR_BGR2HSV)
+        paper = ((hsv[:, :, 1] < 70) & (hsv[:, :, 2] > max(otsu, 100))).astype(np.uint8) * 255
+        masks.append(cv2.morphologyEx(cv2.morphologyEx(paper, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)), cv2.MORPH_CLOSE, kernel))
+    edges = cv2.dilate(cv2.Canny(blur, 50, 150), np.ones((3, 3), np.uint8))
+    filled = np.zeros_like(edges)
+    cs, _ = cv2.findContours(edges, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if cs:
+        cv2.drawContours(filled, [max(cs, key=cv2.contourArea)], -1, 255, thickness=cv2.FILLED)
+        masks.append(filled)
+    quads: list[np.ndarray] = []
+    for m in masks:
+        q = _quad_from_mask(m)
+        if q is None:
+            continue
+        q = _order_clockwise(q / f)
+        if all(np.abs(q - other).max() > 0.02 * max(h, w) for other in quads):
+            quads.append(q)
+    quads.append(np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64))
+    return quads
 
 
-def find_corner_squares(gray: np.ndarray) -> np.ndarray | None:
-    """Centres of the four printed corner squares (tl, tr, br, bl), or None.
+def find_page_quad(gray: np.ndarray) -> np.ndarray:
+    """The most likely sheet outline (see find_page_quads)."""
+    return find_page_quads(gray)[0]
 
-    Handwriting often touches a square (a signature stroke, a redaction blob): thin strokes are opened away first,
-    and when one corner is lost the fourth is completed from the other three (a scan is close to affine).
+
+def find_corner_squares(gray: np.ndarray, template: Template) -> np.ndarray | None:
+    """Centres of the template's four printed corner squares (tl, tr, br, bl in the photo), or None.
+
+    Handwriting often touches a square (a signature stroke, a redaction blob): thin strokes are opened away first.
+    Of the solid square blobs, the few outermost ones in each diagonal direction are candidates; the chosen four are
+    those whose sizes best match what the frame they imply predicts (squares are all printed the same size, so a
+    dark blob of the background or a pen does not fit). When one corner is lost it is completed from the other
+    three (a scan is close to affine).
     """
     h, w = gray.shape[:2]
     f = min(1.0, 1400.0 / max(h, w))
@@ -377,43 +413,62 @@ def find_corner_squares(gray: np.ndarray) -> np.ndarray | None:
     k = max(3, int(round(0.006 * diag)))
     th = cv2.morphologyEx(th, cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
     n, lab, stats, cents = cv2.connectedComponentsWithStats(th, connectivity=8)
-    cands = []
+    cands, sides = [], []
     for i in range(1, n):
         x, y, ww, hh, a = stats[i]
-        if ww < 0.008 * diag or ww > 0.05 * diag:
+        if ww < 0.006 * diag or ww > 0.05 * diag:
             continue
-        if not (0.7 < ww / max(hh, 1) < 1.4):
+        if not (0.6 < ww / max(hh, 1) < 1.6):
             continue
-        if a < 0.8 * ww * hh:
+        if a < 0.75 * ww * hh:
             continue
         cands.append(cents[i])
+        sides.append(math.sqrt(a))
     if len(cands) < 3:
         return None
     cands = np.array(cands)
-    # The outermost square in each diagonal direction (tl: min x+y, tr: max x-y, br: max x+y, bl: max y-x); a
-    # square must also lie in its own quadrant of the candidates' spread.
-    cx, cy = cands.mean(axis=0)
+    sides = np.array(sides)
+    # Outermost first in each diagonal direction (tl: min x+y, tr: max x-y, br: max x+y, bl: max y-x).
     scores = [-(cands[:, 0] + cands[:, 1]), cands[:, 0] - cands[:, 1], cands[:, 0] + cands[:, 1], cands[:, 1] - cands[:, 0]]
-    quadrant = [(cands[:, 0] < cx) & (cands[:, 1] < cy), (cands[:, 0] > cx) & (cands[:, 1] < cy),
-                (cands[:, 0] > cx) & (cands[:, 1] > cy), (cands[:, 0] < cx) & (cands[:, 1] > cy)]
-    chosen: list[np.ndarray | None] = []
-    for sc, q in zip(scores, quadrant):
-        if not q.any():
-            chosen.append(None)
+    shortlist = [list(np.argsort(-sc)[:3]) for sc in scores]
+    frame = np.array(template.frame.points, dtype=np.float64)
+    square = template.frame.square_mm or 5.0
+    best, best_pen = None, float("inf")
+    seen: set[frozenset] = set()
+    for combo in itertools.product(*shortlist):
+        if len(set(combo)) < 4 or frozenset(combo) in seen:
             continue
-        idx = np.flatnonzero(q)
-        chosen.append(cands[idx[int(np.argmax(sc[idx]))]])
-    missing = [i for i, p in enumerate(chosen) if p is None]
-    if len(missing) > 1:
-        return None
-    if missing:
-        i = missing[0]
-        a, b, c = chosen[(i + 1) % 4], chosen[(i + 2) % 4], chosen[(i + 3) % 4]
-        chosen[i] = a + c - b  # parallelogram completion
-    pts = np.array(chosen)
-    if len({(round(p[0]), round(p[1])) for p in pts}) < 4:
-        return None
-    return pts / f
+        seen.add(frozenset(combo))
+        quad = _order_clockwise(cands[list(combo)])  # tl, tr, br, bl as the photo shows them
+        order = [int(np.argmin(np.linalg.norm(cands - p, axis=1))) for p in quad]
+        if not cv2.isContourConvex(quad.astype(np.float32).reshape(-1, 1, 2)):
+            continue
+        try:
+            H = homography_from_points(frame, quad)
+        except ValueError:
+            continue
+        pen = 0.0
+        for i, j in enumerate(order):
+            expected = square * local_scale_px_per_mm(H, *frame[i])
+            pen += abs(math.log(max(sides[j], 1e-3) / max(expected, 1e-3)))
+        if pen < best_pen:
+            best, best_pen = quad, pen
+    if best is not None and best_pen < 4 * math.log(1.6):
+        return best / f
+    # One corner lost (ink over it, cut by the scanner): complete it from the other three.
+    for missing in range(4):
+        others = [shortlist[c][0] for c in range(4) if c != missing]
+        if len(set(others)) < 3:
+            continue
+        if max(sides[others]) > 1.6 * min(sides[others]):
+            continue
+        a, b_, c = (cands[shortlist[(missing + d) % 4][0]] for d in (1, 2, 3))
+        pts = [None] * 4
+        for d, p in zip((1, 2, 3), (a, b_, c)):
+            pts[(missing + d) % 4] = p
+        pts[missing] = a + c - b_  # parallelogram completion
+        return np.array(pts) / f
+    return None
 
 
 def _field_search_rect(fs: FieldSpec) -> Rect:
@@ -513,6 +568,15 @@ def layout_fit(dark: np.ndarray, H: np.ndarray, template: Template, tolerance_mm
     return float(np.mean(scores)) if scores else 0.0
 
 
+def _drift(H0: np.ndarray, H: np.ndarray, t: Template) -> float:
+    """How far a refinement moved the page corners, as a fraction of the page's diagonal in the photo."""
+    ps = t.page_size
+    corners = [(0, 0), (ps.width_mm, 0), (ps.width_mm, ps.height_mm), (0, ps.height_mm)]
+    a, b = project(H0, corners), project(H, corners)
+    diag = float(np.linalg.norm(a[2] - a[0])) or 1.0
+    return float(np.linalg.norm(a - b, axis=1).max()) / diag
+
+
 def _is_scan_frame(quad: np.ndarray, shape) -> bool:
     """The detected outline is the photo's own frame: a flatbed scan (or a photo cropped to the sheet)."""
     h, w = shape[:2]
@@ -543,39 +607,43 @@ def _hypotheses(points_mm, quad_img: np.ndarray):
         yield k * 90, homography_from_points(pts, np.roll(quad_img, -k, axis=0))
 
 
-def _locate_without_marker(gray: np.ndarray, dark: np.ndarray, candidates: list[Template]) -> Located | None:
-    quads: dict[str, np.ndarray | None] = {}
+def _locate_without_marker(gray: np.ndarray, dark: np.ndarray, candidates: list[Template],
+                           bgr: np.ndarray | None = None) -> Located | None:
+    squares: dict[str, np.ndarray | None] = {}
+    outlines: list[np.ndarray] | None = None
     best: Located | None = None
     best_score = -1.0
     for t in candidates:
         if t.frame.kind == "checker_fiducials":
             continue  # marked pages without a readable tag are not guessed
         ps = t.page_size
-        sources = [(t.frame.kind, t.frame.points)]
-        if t.frame.kind != "page_edges":  # marks lost (cut, inked over): fall back to the sheet outline
-            sources.append(("page_edges", [(0, 0), (ps.width_mm, 0), (ps.width_mm, ps.height_mm), (0, ps.height_mm)]))
-        for kind, pts in sources:
-            if kind not in quads:
-                quads[kind] = find_corner_squares(gray) if kind == "corner_squares" else find_page_quad(gray)
-            quad = quads[kind]
-            if quad is None:
-                continue
-            if kind == "page_edges" and t.frame.kind == "corner_squares" and quads.get("corner_squares") is not None:
-                continue  # the marks were found: the sheet outline adds nothing but doubt
+        page_pts = [(0, 0), (ps.width_mm, 0), (ps.width_mm, ps.height_mm), (0, ps.height_mm)]
+        sources: list[tuple[str, list, np.ndarray]] = []
+        if t.frame.kind == "corner_squares":
+            if t.id not in squares:
+                squares[t.id] = find_corner_squares(gray, t)
+            if squares[t.id] is not None:
+                sources.append(("corner_squares", t.frame.points, squares[t.id]))
+        if not sources or sources[0][0] == "corner_squares":  # marks lost, or a wrong square picked: the outline too
+            if outlines is None:
+                outlines = find_page_quads(gray, bgr)
+            pts = t.frame.points if t.frame.kind == "page_edges" else page_pts
+            sources += [("page_edges", pts, q) for q in outlines]
+        for kind, pts, quad in sources:
             # Printed marks fix the page (measured within half a millimetre on real scans): box rows only score it.
             # A sheet outline is approximate: box rows correct it, affinely when the "outline" is a scan's frame.
-            if kind == "corner_squares":
-                model = "none"
-            else:
-                model = "affine" if _is_scan_frame(quad, gray.shape) else "homography"
+            scan = kind == "page_edges" and _is_scan_frame(quad, gray.shape)
+            model = "none" if kind == "corner_squares" else ("affine" if scan else "homography")
             hyps = list(_hypotheses(pts, quad))
-            if kind == "page_edges" and _is_scan_frame(quad, gray.shape):
+            if scan:
                 hyps += list(_scan_hypotheses(t, gray.shape))
             for rot, H0 in hyps:
                 # A wrong quarter turn or a wrong template finds no box rows where it expects them.
                 H, layout, n = refine_by_fields(dark, H0, t, model=model)
                 if n >= 1 and model != "none":
                     H, layout, n = refine_by_fields(dark, H, t, model=model)
+                if _drift(H0, H, t) > 0.08:
+                    continue  # the box rows pulled the page far from its outline: they matched something else
                 score = layout_fit(dark, H, t)
                 if score > best_score:
                     best_score = score
@@ -597,8 +665,10 @@ def _locate_without_marker(gray: np.ndarray, dark: np.ndarray, candidates: list[
 # --------------------------------------------------------------------------------------------------- entry point
 
 
-def locate(gray: np.ndarray, *, expected: Template | None = None, min_layout_score: float = 0.35) -> Located | Unreadable:
-    """Identify the page and register it. `gray` is the working image (upright as loaded)."""
+def locate(gray: np.ndarray, *, expected: Template | None = None, min_layout_score: float = 0.35,
+           bgr: np.ndarray | None = None) -> Located | Unreadable:
+    """Identify the page and register it. `gray` is the working image (upright as loaded); `bgr`, when given,
+    helps to find the sheet of an unmarked form against a colourful background."""
     dark = 255 - gray
     tags = detect_tags(gray)
     known = [(i, c, template_for_marker("apriltag_36h10", i)) for i, c in tags]
@@ -616,16 +686,33 @@ def locate(gray: np.ndarray, *, expected: Template | None = None, min_layout_sco
         return Unreadable(UnreadableReason.NOT_FOUND, f"AprilTag id(s) {sorted(i for i, _ in tags)} are not known forms")
     marks = find_checker_candidates(gray)
     spread = np.ptp(marks, axis=0) / np.array(gray.shape[1::-1], dtype=np.float64) if len(marks) else np.zeros(2)
-    if len(marks) >= 2 and spread.max() > 0.3:  # corner marks sit far apart, not in one row of handwriting
+    if len(marks) >= 3 and spread.min() > 0.3:  # corner marks sit far apart, not in one row of handwriting
         # Corner marks of a tagged page but no readable tag: never guess an unmarked form from its box rows.
         if len(marks) < 4:
             return Unreadable(UnreadableReason.CUT_OFF, f"{len(marks)} corner marks seen and the page tag is not in the photo")
+        # four or more: the tag is in the photo but unreadable (blur, glare, a finger on it)
         return Unreadable(UnreadableReason.NOT_FOUND, "corner marks seen but the page tag (top right) cannot be read")
+    if expected is not None and expected.marker is not None:
+        # The slot is a tagged page and no tag is in the photo: an old unmarked form would be a guess.
+        return Unreadable(UnreadableReason.NOT_FOUND, f"the page tag of {expected.id} is not in the photo")
     candidates = [t for t in list_templates() if t.frame.kind != "checker_fiducials"]
     if expected is not None and expected in candidates:
         candidates.remove(expected)
         candidates.insert(0, expected)
-    best = _locate_without_marker(gray, dark, candidates)
+    best = _locate_without_marker(gray, dark, candidates, bgr)
+    if expected is not None and best is not None and best.template.id != expected.id and expected in candidates:
+        # The slot says which page this should be: keep it unless another page fits clearly better (a wrong page
+        # must be caught, but two similar old forms must not be confused by a hair of layout score).
+        own = _locate_without_marker(gray, dark, [expected], bgr)
+        own_score = own.layout_score if own is not None else 0.0
+        if own is not None and own_score >= min_layout_score and own_score > best.layout_score - 0.08:
+            best = own
+        elif best.layout_score - own_score < 0.15:
+            # Neither page fits convincingly: telling the officer "wrong page" would be a guess.
+            return Unreadable(
+                UnreadableReason.NOT_FOUND,
+                f"the page does not match {expected.id} (layout score {own_score:.2f}) nor clearly another form",
+            )
     if best is None or best.layout_score < min_layout_score:
         detail = "no form marker, corner squares or digit-box layout found"
         if best is not None:

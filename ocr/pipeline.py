@@ -88,7 +88,7 @@ def _front(source, image_name, expected_template, engine, settings):
         reader_version=__version__,
     )
     t = perf_counter()
-    loc = locate(img.gray, expected=expected)
+    loc = locate(img.gray, expected=expected, bgr=img.bgr)
     timings["locate"] = _ms(t)
     if isinstance(loc, Unreadable):
         if loc.reason is UnreadableReason.NOT_FOUND:
