@@ -74,6 +74,7 @@ class ReaderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     engine: str = "ensemble"
+    model_path: str | None = None  # digit model (ONNX); None = the shipped ocr/read/models/digits.onnx
     tesseract_timeout_s: float = 20.0
     tesseract_weight: float = 0.15  # Tesseract is a weak vote on handwriting
     topk: int = 3

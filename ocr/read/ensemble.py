@@ -264,7 +264,11 @@ def _make_cnn() -> DigitReader:
         raise MissingDependency(
             f"the CNN digit reader cannot be loaded ({e}); reinstall c1ocr (pip install -e .) or use --engine tesseract"
         ) from None
-    return CnnReader()
+    from ocr.config import get_settings
+
+    reader = CnnReader(get_settings().reader.model_path)
+    reader._load()  # a missing or corrupt model is an installation error: say so now, not as errors on every box
+    return reader
 
 
 def _make_tesseract() -> DigitReader:
