@@ -199,7 +199,9 @@ def synthetic(
     records: Annotated[Optional[Path], typer.Option(help="write field records (JSONL) for calibration")] = None,
     out_json: Annotated[Optional[Path], typer.Option("--json", help="write the metrics as JSON")] = None,
 ) -> None:
-    from ocr.calibration import records_from_reading
+    from ocr.calibration import load_calibration, records_from_reading
+
+    temperature = load_calibration(None).temperature
 
     photos = sorted(p for p in corpus.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     tallies: dict[str, Tally] = {}
@@ -238,8 +240,9 @@ def synthetic(
                     from ocr.results import PageReading
 
                     reading = PageReading.model_validate(r)
-                    for rec in records_from_reading(reading, {k: v[0] for k, v in truth_fields.items()}, form_id=Path(path).stem):
-                        rec_out.write(rec.model_dump_json() + "\n")
+                    truth_text = {k: v[0] for k, v in truth_fields.items()}
+                    for rec in records_from_reading(reading, truth_text, form_id=Path(path).stem, temperature=temperature):
+                        rec_out.write(json.dumps(rec) + "\n")
     if rec_out:
         rec_out.close()
     _report(f"synthetic corpus {corpus} ({len(photos)} photos)", tallies, out_json)

@@ -193,14 +193,32 @@ def normalise_ink(ink: np.ndarray) -> tuple[np.ndarray, float, bool]:
     return np.clip(out, 0, 1), frac, False
 
 
-def drop_border_remnants(ink: np.ndarray) -> np.ndarray:
-    """Remove what is left of the printed box lines inside the interior: thin blobs along an edge of the interior
-    that run most of its length (a misregistered or bowed border). A digit touching the border is kept: it is
-    neither that thin nor that long along the edge."""
-    h, w = ink.shape
-    binary = (ink > 0.5).astype(np.uint8)
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+def drop_border_remnants(ink: np.ndarray, max_depth: int = 4) -> np.ndarray:
+    """Remove what is left of the printed box lines inside the interior (a misregistered or bowed border).
+
+    From each edge inwards, rows (or columns) that are inked along most of their length are border, not writing:
+    a digit crossing the box line covers only a short stretch of it. Then any thin blob along an edge that runs most
+    of its length goes too (a border line that is not quite parallel to the crop)."""
     out = ink.copy()
+    h, w = out.shape
+    top, bottom, left, right = 0, h, 0, w  # the part still considered interior
+    for _ in range(max_depth):
+        if bottom - top < 4 or right - left < 4:
+            break
+        if (out[top, left:right] > 0.5).mean() > 0.6:
+            out[top, :] = 0.0
+            top += 1
+        if (out[bottom - 1, left:right] > 0.5).mean() > 0.6:
+            out[bottom - 1, :] = 0.0
+            bottom -= 1
+        if (out[top:bottom, left] > 0.5).mean() > 0.6:
+            out[:, left] = 0.0
+            left += 1
+        if (out[top:bottom, right - 1] > 0.5).mean() > 0.6:
+            out[:, right - 1] = 0.0
+            right -= 1
+    binary = (out > 0.5).astype(np.uint8)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     edge = 3
     for i in range(1, n):
         x, y, ww, hh, _ = stats[i]

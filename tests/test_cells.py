@@ -1,0 +1,68 @@
+"""Cells stage: local search for the printed box lines, border removal, ink and normalisation."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from ocr.cells import BOX_PX, CELL_PX, CROP_PX, MARGIN_PX, find_box_lines, normalise_ink, prepare_cell
+
+
+def _crop(dx=0, dy=0, border=3, digit=None, faint=False, neighbour_gap=None) -> np.ndarray:
+    """A canonical darkness crop: a printed box displaced by (dx, dy) px, optionally with a digit inside."""
+    img = np.zeros((CROP_PX, CROP_PX), np.uint8)
+    a, b = MARGIN_PX + dx, MARGIN_PX + BOX_PX + dx
+    c, d = MARGIN_PX + dy, MARGIN_PX + BOX_PX + dy
+    cv2.rectangle(img, (a, c), (b, d), 230, border)
+    if neighbour_gap is not None:  # the next box's left border, a few px to the right
+        x = b + neighbour_gap
+        cv2.line(img, (x, 0), (x, CROP_PX - 1), 255, border + 1)
+    if digit is not None:
+        ink = 90 if faint else 250
+        cv2.putText(img, digit, (a + 16, d - 14), cv2.FONT_HERSHEY_SIMPLEX, 1.6, ink, 4)
+    return img
+
+
+@pytest.mark.parametrize("dx,dy", [(0, 0), (6, -4), (-8, 7)])
+def test_box_lines_found_where_the_paper_put_them(dx, dy):
+    (x0, x1, y0, y1), found = find_box_lines(_crop(dx, dy), 3)
+    assert found == 4
+    assert abs(x0 - (MARGIN_PX + dx)) <= 1 and abs(x1 - (MARGIN_PX + BOX_PX + dx)) <= 1
+    assert abs(y0 - (MARGIN_PX + dy)) <= 1 and abs(y1 - (MARGIN_PX + BOX_PX + dy)) <= 1
+
+
+def test_nearest_line_wins_over_a_darker_neighbour():
+    (x0, x1, _, _), _ = find_box_lines(_crop(neighbour_gap=6), 3)
+    assert abs(x1 - (MARGIN_PX + BOX_PX)) <= 1
+
+
+def test_empty_box_is_empty_and_its_border_is_not_ink():
+    cell = prepare_cell(_crop(5, -3), 3)
+    assert cell.empty and cell.ink_fraction < 0.004
+    assert cell.input.shape == (CELL_PX, CELL_PX) and cell.input.max() == 0
+
+
+@pytest.mark.parametrize("faint", [False, True])
+def test_digit_is_found_and_centred(faint):
+    cell = prepare_cell(_crop(-5, 4, digit="7", faint=faint), 3)
+    assert not cell.empty
+    ys, xs = np.nonzero(cell.input > 0.5)
+    assert 24 - 3 <= (ys.max() - ys.min() + 1) <= 24 + 1  # normalised to the glyph size
+    cy, cx = np.average(np.indices(cell.input.shape), axis=(1, 2), weights=cell.input)
+    assert abs(cy - CELL_PX / 2) < 3 and abs(cx - CELL_PX / 2) < 3
+
+
+def test_dash_keeps_its_shape():
+    img = _crop()
+    cv2.line(img, (MARGIN_PX + 20, MARGIN_PX + 32), (MARGIN_PX + 44, MARGIN_PX + 32), 250, 4)
+    cell = prepare_cell(img, 3)
+    ys, xs = np.nonzero(cell.input > 0.5)
+    assert (xs.max() - xs.min()) > 3 * (ys.max() - ys.min())  # still a flat bar, not blown up into a blob
+
+
+def test_specks_are_not_ink():
+    ink = np.zeros((60, 60), np.float32)
+    ink[10, 10] = ink[40, 45] = 1.0
+    glyph, frac, empty = normalise_ink(ink)
+    assert empty and glyph.max() == 0
