@@ -57,7 +57,7 @@ class GateThresholds(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_box_px: float = 18.0  # a digit box must span at least this many photo pixels (MNIST digits are 20)
-    min_photo_edge: float = 1.5  # when no form is found: below this the photo is called blurry (see gate.py)
+    min_photo_edge: float = 1.8  # when no form is found: below this the photo is called blurry (see gate.py)
     max_blur_mm: float = 1.2  # box borders may look at most this much wider than printed (see gate.py)
     max_glare_fraction: float = 0.3  # a box whose border is invisible and this much of it saturated is glare
     min_mean_luma: float = 45.0

@@ -693,7 +693,16 @@ def locate(gray: np.ndarray, *, expected: Template | None = None, min_layout_sco
         # four or more: the tag is in the photo but unreadable (blur, glare, a finger on it)
         return Unreadable(UnreadableReason.NOT_FOUND, "corner marks seen but the page tag (top right) cannot be read")
     if expected is not None and expected.marker is not None:
-        # The slot is a tagged page and no tag is in the photo: an old unmarked form would be a guess.
+        # The slot is a tagged page and no tag is in the photo: an old unmarked form would be a guess. A sheet
+        # running off the photo's edge says why the tag is missing.
+        h, w = gray.shape[:2]
+        sheet = find_page_quads(gray, bgr)[0]
+        margin = 3.0  # a cut sheet's outline follows the photo's own edge
+        touches = (sheet[:, 0] < margin).any() or (sheet[:, 1] < margin).any() or (sheet[:, 0] > w - 1 - margin).any() or (
+            sheet[:, 1] > h - 1 - margin).any()
+        # ...and corner marks are visible, so the page is sharp enough that framing, not focus, lost the tag.
+        if touches and not _is_scan_frame(sheet, gray.shape) and len(find_checker_candidates(gray)) >= 1:
+            return Unreadable(UnreadableReason.CUT_OFF, f"the sheet runs off the photo and the page tag of {expected.id} is not in it")
         return Unreadable(UnreadableReason.NOT_FOUND, f"the page tag of {expected.id} is not in the photo")
     candidates = [t for t in list_templates() if t.frame.kind != "checker_fiducials"]
     if expected is not None and expected in candidates:

@@ -91,7 +91,8 @@ def _front(source, image_name, expected_template, engine, settings):
     loc = locate(img.gray, expected=expected, bgr=img.bgr)
     timings["locate"] = _ms(t)
     if isinstance(loc, Unreadable):
-        if loc.reason is UnreadableReason.NOT_FOUND:
+        if loc.reason in (UnreadableReason.NOT_FOUND, UnreadableReason.CUT_OFF):
+            # a dark or smeared photo explains a missing tag better than framing does
             loc = photo_level_reason(img.gray, settings.gate) or loc
         return base, img, None, _unreadable(base, loc)
     base.update(
