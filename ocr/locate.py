@@ -477,6 +477,29 @@ def _field_search_rect(fs: FieldSpec) -> Rect:
     return Rect(x=min(xs), y=min(ys), w=max(xs) - min(xs), h=max(ys) - min(ys))
 
 
+def match_field_row(dark: np.ndarray, H: np.ndarray, template: Template, fs: FieldSpec, search_mm: float
+                    ) -> tuple[float, float, float] | None:
+    """Where a field's row of printed boxes best matches within +-search_mm of where H puts it.
+
+    Returns (score, dx mm, dy mm), or None when the row falls outside the photo."""
+    ih, iw = dark.shape[:2]
+    core = _field_search_rect(fs)
+    pad = 2.5
+    tmpl_rect = Rect(x=core.x - pad, y=core.y - pad, w=core.w + 2 * pad, h=core.h + 2 * pad)
+    centre = project(H, [tmpl_rect.center])[0]
+    if not (0 <= centre[0] < iw and 0 <= centre[1] < ih):
+        return None
+    s = search_mm
+    region = Rect(x=tmpl_rect.x - s, y=tmpl_rect.y - s, w=tmpl_rect.w + 2 * s, h=tmpl_rect.h + 2 * s)
+    rw, rh = int(round(region.w * FIELD_DPMM)), int(round(region.h * FIELD_DPMM))
+    # Blur both a little: tolerant to line width and to sub-mm misregistration.
+    patch = cv2.GaussianBlur(warp_region(dark, H, region, rw, rh, border_value=0).astype(np.float32), (0, 0), 1.0)
+    tmpl = cv2.GaussianBlur(_box_pattern(template, fs, tmpl_rect, FIELD_DPMM), (0, 0), 1.0)
+    res = cv2.matchTemplate(patch, tmpl, cv2.TM_CCOEFF_NORMED)
+    px, py, score = _subpixel_peak(res)
+    return max(score, 0.0), px / FIELD_DPMM - s, py / FIELD_DPMM - s
+
+
 def refine_by_fields(dark: np.ndarray, H: np.ndarray, template: Template, anchors=None, model: str = "homography"
                      ) -> tuple[np.ndarray, float, int]:
     """Match each field's row of boxes around its predicted place and refit the homography on the matches.
@@ -488,30 +511,12 @@ def refine_by_fields(dark: np.ndarray, H: np.ndarray, template: Template, anchor
     """
     page_pts, img_pts, scores = [], [], []
     n_matched = 0
-    ih, iw = dark.shape[:2]
     for fs in template.fields:
-        core = _field_search_rect(fs)
-        pad = 2.5
-        tmpl_rect = Rect(x=core.x - pad, y=core.y - pad, w=core.w + 2 * pad, h=core.h + 2 * pad)
-        centre = project(H, [tmpl_rect.center])[0]
-        if not (0 <= centre[0] < iw and 0 <= centre[1] < ih):
-            scores.append(0.0)
+        m = match_field_row(dark, H, template, fs, FIELD_SEARCH_MM)
+        scores.append(0.0 if m is None else m[0])
+        if m is None or m[0] < FIELD_MIN_SCORE:
             continue
-        s = FIELD_SEARCH_MM
-        region = Rect(x=tmpl_rect.x - s, y=tmpl_rect.y - s, w=tmpl_rect.w + 2 * s, h=tmpl_rect.h + 2 * s)
-        rw, rh = int(round(region.w * FIELD_DPMM)), int(round(region.h * FIELD_DPMM))
-        patch = warp_region(dark, H, region, rw, rh, border_value=0).astype(np.float32)
-        tmpl = _box_pattern(template, fs, tmpl_rect, FIELD_DPMM)
-        # Blur both a little: tolerant to line width and to sub-mm misregistration.
-        patch = cv2.GaussianBlur(patch, (0, 0), 1.0)
-        tmpl = cv2.GaussianBlur(tmpl, (0, 0), 1.0)
-        res = cv2.matchTemplate(patch, tmpl, cv2.TM_CCOEFF_NORMED)
-        px, py, score = _subpixel_peak(res)
-        scores.append(max(score, 0.0))
-        if score < FIELD_MIN_SCORE:
-            continue
-        dx_mm = px / FIELD_DPMM - s
-        dy_mm = py / FIELD_DPMM - s
+        _, dx_mm, dy_mm = m
         n_matched += 1
         for b in fs.boxes:  # every box corner of the matched row is a correspondence
             for (x, y) in b.corners():
@@ -523,14 +528,12 @@ def refine_by_fields(dark: np.ndarray, H: np.ndarray, template: Template, anchor
             for _ in range(6):  # weight: one mark counts as much as a row of boxes
                 page_pts.append(tuple(pp_a))
                 img_pts.append(np.asarray(ii_a, dtype=np.float64))
-    if len(page_pts) >= 8:
+    if len(page_pts) >= 8 and model != "none":
         pp = np.array(page_pts)
         ii = np.array(img_pts)
         spread = np.ptp(pp, axis=0)
         tol = 2.0 * local_scale_px_per_mm(H, *pp.mean(axis=0))
-        if model == "none":
-            pass
-        elif len({tuple(p) for p in pp}) >= 4 and spread.min() > 20:  # rows spread over the page
+        if len({tuple(p) for p in pp}) >= 4 and spread.min() > 20:  # rows spread over the page
             if model == "affine":
                 A, inl = cv2.estimateAffine2D(pp, ii, method=cv2.RANSAC, ransacReprojThreshold=tol)
                 Hn = None if A is None else np.vstack([A, [0, 0, 1]])
@@ -548,23 +551,7 @@ def layout_fit(dark: np.ndarray, H: np.ndarray, template: Template, tolerance_mm
     """How well every field's row of boxes sits where H puts it (mean match score, each field allowed only
     `tolerance_mm` of play). Unlike the refinement search, a wrong page or a wrong quarter turn cannot score well by
     letting each field wander to the nearest box-like lines."""
-    ih, iw = dark.shape[:2]
-    scores = []
-    for fs in template.fields:
-        core = _field_search_rect(fs)
-        pad = 2.5
-        tmpl_rect = Rect(x=core.x - pad, y=core.y - pad, w=core.w + 2 * pad, h=core.h + 2 * pad)
-        centre = project(H, [tmpl_rect.center])[0]
-        if not (0 <= centre[0] < iw and 0 <= centre[1] < ih):
-            scores.append(0.0)
-            continue
-        s = tolerance_mm
-        region = Rect(x=tmpl_rect.x - s, y=tmpl_rect.y - s, w=tmpl_rect.w + 2 * s, h=tmpl_rect.h + 2 * s)
-        rw, rh = int(round(region.w * FIELD_DPMM)), int(round(region.h * FIELD_DPMM))
-        patch = cv2.GaussianBlur(warp_region(dark, H, region, rw, rh, border_value=0).astype(np.float32), (0, 0), 1.0)
-        tmpl = cv2.GaussianBlur(_box_pattern(template, fs, tmpl_rect, FIELD_DPMM), (0, 0), 1.0)
-        res = cv2.matchTemplate(patch, tmpl, cv2.TM_CCOEFF_NORMED)
-        scores.append(max(float(res.max()), 0.0))
+    scores = [m[0] if (m := match_field_row(dark, H, template, fs, tolerance_mm)) is not None else 0.0 for fs in template.fields]
     return float(np.mean(scores)) if scores else 0.0
 
 
