@@ -555,6 +555,58 @@ def layout_fit(dark: np.ndarray, H: np.ndarray, template: Template, tolerance_mm
     return float(np.mean(scores)) if scores else 0.0
 
 
+FEATURE_LONG_SIDE = 1200  # photo resolution for feature alignment
+FEATURE_REF_DPMM = 2.0
+
+
+def _feature_detector():
+    """SIFT where the OpenCV build has it (OpenCV 5's main module does; AKAZE moved to contrib), else ORB."""
+    if hasattr(cv2, "SIFT_create"):
+        return cv2.SIFT_create(nfeatures=4000), cv2.NORM_L2
+    return cv2.ORB_create(nfeatures=4000), cv2.NORM_HAMMING
+
+
+@lru_cache(maxsize=8)
+def _reference_features(template_id: str):
+    """SIFT (or ORB) keypoints and descriptors of a template's blank reference rendering (page mm = px / dpmm)."""
+    ref = _reference_dark(template_id)
+    if ref is None:
+        return None
+    dark, dpmm = ref
+    scale = FEATURE_REF_DPMM / dpmm
+    img = cv2.resize(255 - dark, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    kps, desc = _feature_detector()[0].detectAndCompute(img, None)
+    if desc is None or len(kps) < 20:
+        return None
+    pts_mm = np.array([k.pt for k in kps], dtype=np.float64) / FEATURE_REF_DPMM
+    return pts_mm, desc
+
+
+def align_by_features(gray: np.ndarray, template: Template) -> np.ndarray | None:
+    """Homography page mm -> photo px from local features matched against the blank reference (kawalc1's approach),
+    for unmarked forms whose sheet outline is lost in a cluttered background. None when too few matches agree."""
+    ref = _reference_features(template.id)
+    if ref is None:
+        return None
+    pts_mm, ref_desc = ref
+    f = min(1.0, FEATURE_LONG_SIDE / max(gray.shape[:2]))
+    small = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else gray
+    detector, norm = _feature_detector()
+    kps, desc = detector.detectAndCompute(small, None)
+    if desc is None or len(kps) < 20:
+        return None
+    matches = cv2.BFMatcher(norm).knnMatch(ref_desc, desc, k=2)
+    good = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
+    if len(good) < 15:
+        return None
+    src = pts_mm[[m.queryIdx for m in good]]
+    dst = np.array([kps[m.trainIdx].pt for m in good], dtype=np.float64) / f
+    H, inliers = cv2.findHomography(src, dst, cv2.RANSAC, 4.0 / f)
+    if H is None or inliers is None or inliers.sum() < 12:
+        return None
+    return H
+
+
 def _drift(H0: np.ndarray, H: np.ndarray, t: Template) -> float:
     """How far a refinement moved the page corners, as a fraction of the page's diagonal in the photo."""
     ps = t.page_size
@@ -616,12 +668,19 @@ def _locate_without_marker(gray: np.ndarray, dark: np.ndarray, candidates: list[
                 outlines = find_page_quads(gray, bgr)
             pts = t.frame.points if t.frame.kind == "page_edges" else page_pts
             sources += [("page_edges", pts, q) for q in outlines]
-        for kind, pts, quad in sources:
+        own_best = -1.0
+        for kind, pts, quad in sources + ([("features", None, None)] if t.reference is not None else []):
+            if kind == "features":
+                # Feature alignment against the blank reference (slower): only when outlines gave no good fit.
+                Hf = align_by_features(gray, t) if own_best < 0.45 else None
+                if Hf is None:
+                    continue
+                hyps_extra = [(0, Hf)]
             # Printed marks fix the page (measured within half a millimetre on real scans): box rows only score it.
             # A sheet outline is approximate: box rows correct it, affinely when the "outline" is a scan's frame.
             scan = kind == "page_edges" and _is_scan_frame(quad, gray.shape)
             model = "none" if kind == "corner_squares" else ("affine" if scan else "homography")
-            hyps = list(_hypotheses(pts, quad))
+            hyps = hyps_extra if kind == "features" else list(_hypotheses(pts, quad))
             if scan:
                 hyps += list(_scan_hypotheses(t, gray.shape))
             for rot, H0 in hyps:
@@ -632,6 +691,7 @@ def _locate_without_marker(gray: np.ndarray, dark: np.ndarray, candidates: list[
                 if _drift(H0, H, t) > 0.08:
                     continue  # the box rows pulled the page far from its outline: they matched something else
                 score = layout_fit(dark, H, t)
+                own_best = max(own_best, score)
                 if score > best_score:
                     best_score = score
                     frame_px = project(H, t.frame.points)
@@ -673,7 +733,9 @@ def locate(gray: np.ndarray, *, expected: Template | None = None, min_layout_sco
         return Unreadable(UnreadableReason.NOT_FOUND, f"AprilTag id(s) {sorted(i for i, _ in tags)} are not known forms")
     marks = find_checker_candidates(gray)
     spread = np.ptp(marks, axis=0) / np.array(gray.shape[1::-1], dtype=np.float64) if len(marks) else np.zeros(2)
-    if len(marks) >= 3 and spread.min() > 0.3:  # corner marks sit far apart, not in one row of handwriting
+    # Corner marks sit far apart, not in one row of handwriting. (A slot that expects an unmarked form says what this
+    # is: then mark-like blobs in the photo are not a reason to stop.)
+    if (expected is None or expected.marker is not None) and len(marks) >= 3 and spread.min() > 0.3:
         # Corner marks of a tagged page but no readable tag: never guess an unmarked form from its box rows.
         if len(marks) < 4:
             return Unreadable(UnreadableReason.CUT_OFF, f"{len(marks)} corner marks seen and the page tag is not in the photo")
