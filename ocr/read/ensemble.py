@@ -267,7 +267,7 @@ def _make_cnn() -> DigitReader:
     from ocr.config import get_settings
 
     reader = CnnReader(get_settings().reader.model_path)
-    reader._load()  # a missing or corrupt model is an installation error: say so now, not as errors on every box
+    reader.model_info()  # loads the model: a missing or corrupt one is an installation error, said now, not per box
     return reader
 
 
