@@ -64,3 +64,15 @@ def test_clean_samples_are_almost_all_read_exactly():
             total += 1
             right += r["fields"][f["id"]]["value"] == f["value"]
     assert right >= 0.9 * total, f"{right}/{total} fields read exactly"
+
+
+def test_missing_digit_model_is_a_missing_dependency_exit_code(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, C1OCR_READER__MODEL_PATH=str(tmp_path / "absent.onnx"))
+    res = subprocess.run([sys.executable, "-m", "ocr.cli", "read", str(PHOTOS[0]), "--engine", "cnn"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 3, res.stderr
+    assert "model" in res.stderr.lower() and "Traceback" not in res.stderr
