@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ocr.errors import BadInput, C1Error, ExitCode, MissingDependency
+from ocr.errors import BadInput, ExitCode
 
 ENGINES = ("ensemble", "cnn", "tesseract")
 
@@ -38,12 +38,8 @@ def _read_one(path: str, template: str | None, engine: str, debug: str | None) -
         r = read_page(Path(path), image_name=path, expected_template=template, engine=engine,
                       debug_dir=Path(debug) if debug else None)
         return r.model_dump(mode="json")
-    except BadInput as e:
+    except BadInput as e:  # a file that is not a usable image is reported, the batch goes on
         return {"image": path, "status": "error", "reason": e.code, "detail": e.message}
-    except MissingDependency:
-        raise
-    except C1Error:
-        raise
 
 
 def read_command(
