@@ -76,3 +76,15 @@ def test_missing_digit_model_is_a_missing_dependency_exit_code(tmp_path):
                          capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 3, res.stderr
     assert "model" in res.stderr.lower() and "Traceback" not in res.stderr
+
+
+def test_exit_codes(tmp_path):
+    runner = CliRunner()
+    blurry = next(p for p in PHOTOS if _truth(p)["unreadable_reason"])
+    assert runner.invoke(app, ["read", str(blurry), "--template", _truth(blurry)["expected_template"]]).exit_code == 1
+    junk = tmp_path / "not-a-photo.jpg"
+    junk.write_bytes(b"%PDF-1.4 definitely not a photo")
+    res = runner.invoke(app, ["read", str(junk), "--json"])
+    assert res.exit_code == 4 and json.loads(res.stdout)["reason"] == "unsupported_format"
+    assert runner.invoke(app, ["read", str(PHOTOS[0]), "--template", "no-such-form"]).exit_code == 2
+    assert runner.invoke(app, ["read", str(tmp_path / "missing.jpg")]).exit_code == 2
