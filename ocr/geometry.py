@@ -28,11 +28,6 @@ def project(H: np.ndarray, pts) -> np.ndarray:
     return cv2.perspectiveTransform(arr, H).reshape(-1, 2)
 
 
-def rect_quad_px(H: np.ndarray, rect: Rect) -> np.ndarray:
-    """The 4 photo-pixel corners (tl, tr, br, bl) of a page rectangle."""
-    return project(H, rect.corners())
-
-
 def local_scale_px_per_mm(H: np.ndarray, x: float, y: float) -> float:
     """Geometric-mean pixels per millimetre of H around page point (x, y)."""
     p = project(H, [(x, y), (x + 1, y), (x, y + 1)])

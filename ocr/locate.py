@@ -388,11 +388,6 @@ def find_page_quads(gray: np.ndarray, bgr: np.ndarray | None = None) -> list[np.
     return quads
 
 
-def find_page_quad(gray: np.ndarray) -> np.ndarray:
-    """The most likely sheet outline (see find_page_quads)."""
-    return find_page_quads(gray)[0]
-
-
 def find_corner_squares(gray: np.ndarray, template: Template) -> np.ndarray | None:
     """Centres of the template's four printed corner squares (tl, tr, br, bl in the photo), or None.
 
