@@ -122,33 +122,40 @@ def _shape(mask: np.ndarray, target_h: float, max_w: float, pen_px: float, rot_d
     return tight(g, 0.05)
 
 
-def composite(canvas: np.ndarray, mask: np.ndarray, cx: float, cy: float, bgr, opacity: float) -> None:
-    """Multiply-blend `mask` (1 = ink) centred at canvas px (cx, cy)."""
+def _overlap(canvas: np.ndarray, mask: np.ndarray, cx: float, cy: float, opacity: float):
+    """The canvas window covered by `mask` centred at canvas px (cx, cy), clipped to the canvas, and the matching
+    part of the mask (times `opacity`, with a channel axis). None when they do not overlap."""
     h, w = mask.shape
     x0, y0 = int(round(cx - w / 2)), int(round(cy - h / 2))
     H, W = canvas.shape[:2]
     ax0, ay0, ax1, ay1 = max(0, x0), max(0, y0), min(W, x0 + w), min(H, y0 + h)
     if ax1 <= ax0 or ay1 <= ay0:
-        return
+        return None
     m = mask[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0, None] * opacity
-    roi = canvas[ay0:ay1, ax0:ax1].astype(np.float32)
+    return (slice(ay0, ay1), slice(ax0, ax1)), m
+
+
+def composite(canvas: np.ndarray, mask: np.ndarray, cx: float, cy: float, bgr, opacity: float) -> None:
+    """Multiply-blend `mask` (1 = ink) centred at canvas px (cx, cy)."""
+    hit = _overlap(canvas, mask, cx, cy, opacity)
+    if hit is None:
+        return
+    win, m = hit
+    roi = canvas[win].astype(np.float32)
     ink = np.asarray(bgr, np.float32) / 255.0
     roi *= 1.0 - m * (1.0 - ink)
-    canvas[ay0:ay1, ax0:ax1] = np.clip(roi, 0, 255).astype(np.uint8)
+    canvas[win] = np.clip(roi, 0, 255).astype(np.uint8)
 
 
 def paint(canvas: np.ndarray, mask: np.ndarray, cx: float, cy: float, bgr, opacity: float = 1.0) -> None:
     """Cover with an opaque colour (correction fluid)."""
-    h, w = mask.shape
-    x0, y0 = int(round(cx - w / 2)), int(round(cy - h / 2))
-    H, W = canvas.shape[:2]
-    ax0, ay0, ax1, ay1 = max(0, x0), max(0, y0), min(W, x0 + w), min(H, y0 + h)
-    if ax1 <= ax0 or ay1 <= ay0:
+    hit = _overlap(canvas, mask, cx, cy, opacity)
+    if hit is None:
         return
-    m = mask[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0, None] * opacity
-    roi = canvas[ay0:ay1, ax0:ax1].astype(np.float32)
+    win, m = hit
+    roi = canvas[win].astype(np.float32)
     roi = roi * (1 - m) + np.asarray(bgr, np.float32) * m
-    canvas[ay0:ay1, ax0:ax1] = np.clip(roi, 0, 255).astype(np.uint8)
+    canvas[win] = np.clip(roi, 0, 255).astype(np.uint8)
 
 
 class PageFiller:
