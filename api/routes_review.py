@@ -28,6 +28,14 @@ def _item(db: Session, p: Principal, item_id: int) -> ReviewItem:
     return item
 
 
+def _item_photo(db: Session, p: Principal, item_id: int):
+    """The submission behind a review item, the item's field spec, and the page corners the reader found (or None)."""
+    item = _item(db, p, item_id)
+    sub = db.get(Submission, item.submission_id)
+    corners = ((sub.reading or {}).get("location") or {}).get("page_corners_px")
+    return sub, get_template(sub.template_id).field(item.field_id), corners
+
+
 def _failing_rules(reading: dict[str, Any], field_id: str) -> list[dict[str, Any]]:
     return [r for r in reading.get("rules") or [] if r.get("status") == "fail" and field_id in (r.get("fields") or [])]
 
@@ -140,14 +148,11 @@ def item_crop(
     db: Session = Depends(db_session),
     svc: Services = Depends(services),
 ) -> Response:
-    item = _item(db, p, item_id)
-    sub = db.get(Submission, item.submission_id)
-    corners = ((sub.reading or {}).get("location") or {}).get("page_corners_px")
+    sub, field, corners = _item_photo(db, p, item_id)
     if not corners:
         raise ApiProblem(404, "no_crop", "the page was not located in this photo, so there is no field crop")
-    template = get_template(sub.template_id)
     img = images.decode_photo(str(svc.store.path(sub.storage_name)))
-    png = images.crop_png(img, template, template.field(item.field_id), corners)
+    png = images.crop_png(img, get_template(sub.template_id), field, corners)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
 
 
@@ -158,11 +163,8 @@ def item_page(
     db: Session = Depends(db_session),
     svc: Services = Depends(services),
 ) -> Response:
-    item = _item(db, p, item_id)
-    sub = db.get(Submission, item.submission_id)
-    corners = ((sub.reading or {}).get("location") or {}).get("page_corners_px")
-    template = get_template(sub.template_id)
-    polygon = images.field_polygon_px(template, template.field(item.field_id), corners) if corners else None
+    sub, field, corners = _item_photo(db, p, item_id)
+    polygon = images.field_polygon_px(get_template(sub.template_id), field, corners) if corners else None
     img = images.decode_photo(str(svc.store.path(sub.storage_name)))
     jpg, _ = images.page_jpeg(img, polygon)
     return Response(jpg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
