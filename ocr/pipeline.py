@@ -10,6 +10,7 @@ installation (no tesseract, no model) raises `MissingDependency`. Everything a p
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from time import perf_counter
@@ -17,7 +18,7 @@ from time import perf_counter
 import numpy as np
 
 from ocr import __version__
-from ocr.cells import darkness_image, extract_cells
+from ocr.cells import CellCrop, darkness_image, extract_cells
 from ocr.config import Settings, get_settings
 from ocr.errors import Unreadable, UnreadableReason
 from ocr.gate import gate, photo_level_reason
@@ -135,6 +136,39 @@ def check_page(
     return PageReading(**base, status="read")
 
 
+@dataclass
+class CutPage:
+    """A photo taken through load -> locate -> gate -> cells: what the readers get, or why it was refused."""
+
+    base: dict  # PageReading fields known so far (image, template, location, gate metrics, timings)
+    img: LoadedImage | None
+    loc: Located | None
+    refused: PageReading | None  # set when the photo is unusable (then `cells` is empty)
+    dark: np.ndarray | None = None
+    cells: list[CellCrop] = field(default_factory=list)  # every box of the template, field by field
+
+
+def cut_page(
+    source: bytes | str | Path,
+    *,
+    image_name: str = "<bytes>",
+    expected_template: str | None = None,
+    engine: str | None = None,
+    settings: Settings | None = None,
+) -> CutPage:
+    """The reader's front half: the prepared box cells of a usable photo (also how training cells are cut)."""
+    settings = settings or get_settings()
+    base, img, loc, bad = _front(source, image_name, expected_template, engine or settings.reader.engine, settings)
+    if bad is not None:
+        return CutPage(base, img, loc, bad)
+    t = perf_counter()
+    dark = darkness_image(img.bgr)
+    cells = extract_cells(dark, loc.H, loc.template)
+    flat = [c for f in loc.template.fields for c in cells[f.id]]
+    base["timings_ms"]["cells"] = _ms(t)
+    return CutPage(base, img, loc, None, dark, flat)
+
+
 def read_page(
     source: bytes | str | Path,
     *,
@@ -155,7 +189,8 @@ def read_page(
     if image_name is None:
         image_name = str(source) if isinstance(source, (str, Path)) else "<bytes>"
     t0 = perf_counter()
-    base, img, loc, bad = _front(source, image_name, expected_template, engine, settings)
+    cut = cut_page(source, image_name=image_name, expected_template=expected_template, engine=engine, settings=settings)
+    base, img, loc, bad, dark, flat = cut.base, cut.img, cut.loc, cut.refused, cut.dark, cut.cells
     timings = base["timings_ms"]
     if bad is not None:
         bad.timings_ms["total"] = _ms(t0)
@@ -165,12 +200,6 @@ def read_page(
             write_debug(debug_dir, image_name, img, loc, None, bad)
         return bad
     template = loc.template
-
-    t = perf_counter()
-    dark = darkness_image(img.bgr)
-    cells = extract_cells(dark, loc.H, template)
-    flat = [c for f in template.fields for c in cells[f.id]]
-    timings["cells"] = _ms(t)
 
     t = perf_counter()
     reader = reader or get_reader(engine)

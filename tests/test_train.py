@@ -102,13 +102,16 @@ def test_quick_training_exports_onnx_that_cv2_reads_like_torch(tmp_path):
         val_samples=100,
         workers=1,
         cache_dir=None,
+        pages=1,
         log=lambda *a, **k: None,
     )
     assert out.is_file() and out.stat().st_size < 2 * 1024 * 1024
     assert res.onnx_max_diff < 1e-4
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["classes"] == list(CLASSES)
-    assert card["training"]["seed"] == 0 and card["training"]["samples"] == 300
+    assert card["training"]["page_cells"] > 0  # cells cut from one synthetic page photo joined the 300
+    assert card["training"]["seed"] == 0 and card["training"]["samples"] == 300 + card["training"]["page_cells"]
+    assert "--pages 1" in card["training"]["command"]
     assert res.confusion.sum() == 100
 
     # Independent check of the export: torch on the same weights vs cv2.dnn on random glyphs.
@@ -138,3 +141,64 @@ def test_real_crop_conversion_registers_a_box_crop():
     # The stroke survives as a tall thin glyph.
     ys, xs = np.nonzero(cell.input > 0.5)
     assert np.ptp(ys) > 3 * max(np.ptp(xs), 1)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Cells cut from synthetic page photos (ocr/read/page_cells.py)
+
+
+def _truth_boxes(template_id: str, index: int, data_dir: Path):
+    from ocr.read.page_cells import SEED_OFFSET
+    from ocr.synth.corpus import SynthOptions, generate_page
+
+    options = SynthOptions(data_dir=str(data_dir), writers="training", force_reason="", force_wrong_page=False)
+    _, truth = generate_page(template_id, SEED_OFFSET, index, options)
+    return [b for f in truth.fields for b in f.boxes]
+
+
+def test_page_cells_are_labelled_from_the_page_truth(tmp_path):
+    from ocr.read.page_cells import SEED_OFFSET, harvest_page
+
+    absent = tmp_path / "absent"  # procedural glyphs: no shared data needed
+    X, y, outcome = harvest_page("ppwp-2024-plano-p1", SEED_OFFSET, 3, str(absent))
+    assert outcome == "ok"
+    assert X.dtype == np.uint8 and X.shape[1:] == (CELL_PX, CELL_PX) and len(X) == len(y)
+    inked = [b for b in _truth_boxes("ppwp-2024-plano-p1", 3, absent) if b.char != "_" and not b.covered]
+    # The cell stage may call a faint mark empty (then the net never sees it), but every label comes from a box
+    # that carries ink, in the right proportions.
+    assert 0.8 * len(inked) <= len(y) <= len(inked)
+    want = np.bincount([CLASSES.index("_" if b.char == "-" else b.char) for b in inked], minlength=N_CLASSES)
+    got = np.bincount(y, minlength=N_CLASSES)
+    assert (got <= want).all()
+    assert X.reshape(len(X), -1).max(axis=1).min() > 0  # no blank cell is labelled
+
+
+def test_page_cells_refuse_labels_when_registration_slips(tmp_path, monkeypatch):
+    """A homography off by one box would pair each cell with its neighbour's label: those boxes are dropped."""
+    from ocr import pipeline
+    from ocr.read import page_cells
+
+    real_cut = pipeline.cut_page
+
+    def slipped(*a, **k):
+        cut = real_cut(*a, **k)
+        box_mm = cut.loc.template.fields[0].boxes[0].w
+        cut.loc.H = cut.loc.H @ np.array([[1.0, 0, box_mm * 1.3], [0, 1, 0], [0, 0, 1]])
+        return cut
+
+    monkeypatch.setattr(pipeline, "cut_page", slipped)
+    X, y, outcome = page_cells.harvest_page("ppwp-2024-plano-p1", page_cells.SEED_OFFSET, 3, str(tmp_path / "absent"))
+    assert outcome == "misregistered" and len(y) == 0
+
+
+@needs_shared
+def test_training_pages_use_the_training_writers_only():
+    from ocr.synth.glyphs import glyph_bank
+
+    bench = glyph_bank(str(SHARED), True, "benchmark")
+    train = glyph_bank(str(SHARED), True, "training")
+    assert sum(len(v) for v in train.mnist.values()) == 45000  # MNIST 0-44999 = the CNN's own training slice
+    assert sum(len(v) for v in bench.mnist.values()) == 10000  # MNIST 50000-59999
+    assert sum(len(v) for v in train.usps.values()) == 5400
+    with pytest.raises(ValueError):
+        glyph_bank(str(SHARED), True, "everyone")

@@ -383,6 +383,12 @@ def _confusion(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return cm
 
 
+def _page_val_accuracy(torch, model, X: np.ndarray | None, y: np.ndarray | None) -> float | None:
+    if X is None or not len(X):
+        return None
+    return float((_predict(torch, model, X).argmax(1) == y).mean())
+
+
 def train(
     *,
     data: Path | None,
@@ -394,6 +400,8 @@ def train(
     workers: int = 2,
     cache_dir: Path | None = DEFAULT_CACHE,
     use_fonts: bool = True,
+    pages: int = 0,
+    label_smoothing: float = 0.0,
     log=print,
 ) -> TrainResult:
     torch = _torch()
@@ -408,8 +416,22 @@ def train(
     X, y = build_cells(bank, samples, seed, workers=workers, cache_dir=cache_dir)
     # Validation chunks use a disjoint chunk range so they never share a generator stream with training.
     Xv, yv = build_cells(val_bank, n_val, seed, chunk0=1_000_000, workers=workers, cache_dir=cache_dir)
+    Xp = yp = Xpv = ypv = None
+    if pages:
+        from ocr.read.page_cells import DEFAULT_CACHE as PAGE_CACHE, build_page_cells
+
+        P, py, page = build_page_cells(
+            pages, seed, data_dir, workers=workers, cache_dir=None if cache_dir is None else PAGE_CACHE, log=log
+        )
+        held = page % 10 == 9  # every tenth page is held out, whole pages (one writer each) at a time
+        Xp, yp, Xpv, ypv = P[~held], py[~held], P[held], py[held]
+        X, y = np.concatenate([X, Xp]), np.concatenate([y, yp])
     t_data = time.time() - t0
-    log(f"cells: {len(X)} train, {len(Xv)} val in {t_data:.0f}s; class counts {np.bincount(y, minlength=N_CLASSES).tolist()}")
+    log(
+        f"cells: {len(X)} train ({0 if Xp is None else len(Xp)} from pages), {len(Xv)} val"
+        f"{'' if Xpv is None else f' + {len(Xpv)} page val'} in {t_data:.0f}s; "
+        f"class counts {np.bincount(y, minlength=N_CLASSES).tolist()}"
+    )
 
     model = make_model(torch)
     n_params = sum(p.numel() for p in model.parameters())
@@ -420,7 +442,7 @@ def train(
     gen = torch.Generator().manual_seed(seed)
     Xt = torch.from_numpy(X)
     yt = torch.from_numpy(y)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     val_acc = float("nan")
     for ep in range(epochs):
         model.train()
@@ -443,10 +465,13 @@ def train(
             seen += len(idx)
         pv = _predict(torch, model, Xv).argmax(1)
         val_acc = float((pv == yv).mean()) if len(yv) else float("nan")
+        page_acc = _page_val_accuracy(torch, model, Xpv, ypv)
         log(
             f"epoch {ep + 1}/{epochs}: loss {tot / max(seen, 1):.4f}  train acc {correct / max(seen, 1):.4f}  "
-            f"val acc {val_acc:.4f}  ({time.time() - te:.0f}s)"
+            f"val acc {val_acc:.4f}{'' if page_acc is None else f'  page val acc {page_acc:.4f}'}  "
+            f"({time.time() - te:.0f}s)"
         )
+    page_acc = _page_val_accuracy(torch, model, Xpv, ypv)
     pv = _predict(torch, model, Xv).argmax(1)
     cm = _confusion(yv, pv)
     diff = export_onnx(torch, model, Path(out), Xv[:64] if len(Xv) else X[:64])
@@ -464,11 +489,16 @@ def train(
         "parameters": int(n_params),
         "onnx_opset": ONNX_OPSET,
         "training": {
-            "command": f"c1ocr train --seed {seed} --epochs {epochs} --samples {samples}",
+            "command": f"c1ocr train --seed {seed} --epochs {epochs} --samples {samples} --pages {pages}"
+            f" --label-smoothing {label_smoothing:g}",
             "seed": seed,
             "epochs": epochs,
             "samples": int(len(X)),
-            "data": bank.sources + ["procedural: seven-segment, stroke 1/4/7, Hershey, X, dash/dot/smudge"],
+            "page_cells": 0 if Xp is None else int(len(Xp)),
+            "label_smoothing": label_smoothing,
+            "data": bank.sources
+            + ["procedural: seven-segment, stroke 1/4/7, Hershey, X, dash/dot/smudge"]
+            + ([f"cells cut from {pages} synthetic page photos (training writers, ocr/read/page_cells.py)"] if pages else []),
             "torch": torch.__version__,
             "onnx": onnx.__version__,
             "opencv": cv2.__version__,
@@ -479,6 +509,9 @@ def train(
             "data": val_bank.sources,
             "accuracy": round(val_acc, 5),
             "note": "held-out synthetic cells: MNIST 45000-49999 / USPS 5400-5999 writers, fresh renders; fonts shared",
+            "page_cells": None if Xpv is None else int(len(Xpv)),
+            "page_cells_accuracy": None if page_acc is None else round(page_acc, 5),
+            "page_cells_note": "cells of every tenth training page (whole pages held out; training writer slices)",
         },
         "onnx_vs_torch_max_abs_diff": diff,
     }
@@ -513,6 +546,10 @@ def train_command(
     seed: Annotated[int, typer.Option("--seed", help="seed of data generation, order and initialisation")] = 0,
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 5,
     samples: Annotated[int, typer.Option("--samples", min=100, help="synthetic training cells")] = 40000,
+    pages: Annotated[
+        int, typer.Option("--pages", min=0, help="synthetic page photos to cut training cells from (page_cells.py)")
+    ] = 0,
+    label_smoothing: Annotated[float, typer.Option("--label-smoothing", min=0.0, max=0.5)] = 0.0,
     quick: Annotated[bool, typer.Option("--quick", help="tiny run (600 cells, 1 epoch) to check the pipeline")] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, help="processes generating cells")] = 2,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="do not read or write runs/cells-cache")] = False,
@@ -522,7 +559,7 @@ def train_command(
 
     console = Console()
     if quick:
-        samples, epochs = 600, 1
+        samples, epochs, pages = 600, 1, min(pages, 4)
     res = train(
         data=data,
         out=out,
@@ -532,6 +569,8 @@ def train_command(
         val_samples=200 if quick else None,
         workers=workers,
         cache_dir=None if no_cache or quick else DEFAULT_CACHE,
+        pages=pages,
+        label_smoothing=label_smoothing,
         log=console.print,
     )
     _print_confusion(console, res.confusion)

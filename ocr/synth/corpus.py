@@ -50,6 +50,7 @@ class SynthOptions:
     nonplanar_rate: float = 0.6  # photos whose paper is curled or folded (within the truth's nonplanar_max_px)
     data_dir: str | None = None  # shared data folder (None: default location)
     use_shared_data: bool = True  # False: procedural strokes only (fast tests, no data needed)
+    writers: str = "benchmark"  # "training": the digit model's writer slices (ocr/read/page_cells.py only)
     force_reason: str | None = None  # "" forces a usable photo; a reason forces that defect
     force_wrong_page: bool | None = None
     max_canvas_dpmm: float = 8.0
@@ -88,7 +89,7 @@ def generate_page(
 
     # One polling station and one writer per (seed, index, form set): all pages of a form agree.
     tally = draw_form_tally(_rng(seed, index, _key(t.form_set), 2), t.id, o.mistake_rate)
-    bank = glyph_bank(o.data_dir, o.use_shared_data)
+    bank = glyph_bank(o.data_dir, o.use_shared_data, o.writers)
     writer = draw_writer(_rng(seed, index, _key(t.form_set), 3), bank, o.correction_rate)
 
     shot = plan_shot(rng, t, o.megapixels, reason)

@@ -90,6 +90,8 @@ def _stroke_width(mask: np.ndarray) -> float:
     b = (mask > 0.5).astype(np.uint8)
     if b.sum() == 0:
         return 0.0
+    # A paper border: a mask with no paper pixel at all (a tight, solid glyph) has no distance to measure.
+    b = cv2.copyMakeBorder(b, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     dt = cv2.distanceTransform(b, cv2.DIST_L2, 3)
     return float(4.0 * dt[b > 0].mean())
 

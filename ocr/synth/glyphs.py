@@ -3,7 +3,9 @@
 Every source returns a tight float32 ink mask (1 = ink, 0 = paper) of any size; `fill.py` scales and places it.
 
 Disjoint slices keep the synthetic benchmark honest: the digit CNN trains on MNIST 0-49999 and USPS 0-5999, so the
-generator draws only from MNIST 50000-59999 and USPS 6000-7290 by default. Fonts are shared by both.
+generator draws only from MNIST 50000-59999 and USPS 6000-7290 by default ("benchmark" writers). The digit model's
+training pages (`ocr/read/page_cells.py`) ask for the "training" writers instead: the same slices the CNN's own cell
+generator uses (MNIST 0-44999, USPS 0-5399), so no benchmark writer ever reaches training. Fonts are shared by both.
 
 Decoded arrays are cached in memory per process (and MNIST's slice on disk under ~/.cache/c1ocr, optional), so a
 worker pays the decode once.
@@ -21,8 +23,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ocr.read.cells_synth import MNIST_TRAIN, USPS_TRAIN
+
 MNIST_SYNTH_SLICE = (50000, 60000)
 USPS_SYNTH_SLICE = (6000, 7291)
+WRITER_SLICES = {
+    "benchmark": (MNIST_SYNTH_SLICE, USPS_SYNTH_SLICE),
+    "training": (MNIST_TRAIN, USPS_TRAIN),
+}
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -254,17 +262,20 @@ class GlyphBank:
 
 
 @lru_cache(maxsize=4)
-def glyph_bank(data_dir: str | None = None, use_shared_data: bool = True) -> GlyphBank:
-    """The process-wide glyph bank for a data folder (decoded once)."""
+def glyph_bank(data_dir: str | None = None, use_shared_data: bool = True, writers: str = "benchmark") -> GlyphBank:
+    """The process-wide glyph bank for a data folder and writer split (decoded once)."""
     bank = GlyphBank()
     if not use_shared_data:
         return bank
+    if writers not in WRITER_SLICES:
+        raise ValueError(f"unknown writer split {writers!r}; expected one of {sorted(WRITER_SLICES)}")
+    (m_lo, m_hi), (u_lo, u_hi) = WRITER_SLICES[writers]
     d = Path(data_dir) if data_dir else default_data_dir()
-    m = load_mnist_slice(d)
+    m = load_mnist_slice(d, m_lo, m_hi)
     if m is not None:
         x, y = m
         bank.mnist = {k: x[y == k] for k in range(10)}
-    u = load_usps_slice(d)
+    u = load_usps_slice(d, u_lo, u_hi)
     if u is not None:
         x, y = u
         bank.usps = {k: x[y == k] for k in range(10)}
