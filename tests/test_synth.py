@@ -1,4 +1,5 @@
-"""Synthetic photo generator: determinism, truth agrees with the drawing, tally model, unusable labels, CLI.
+"""Synthetic photo generator: determinism, truth agrees with the drawing, tally model, tally strokes and row totals,
+unusable labels, CLI.
 
 Most tests use the procedural stroke digits (`use_shared_data=False`) and small photos, so they need no shared data
 and stay fast; the glyph-source tests skip when ../shared/data is absent.
@@ -15,14 +16,16 @@ import pytest
 from ocr.cells import BOX_PX, MARGIN_PX, box_crop, darkness_image
 from ocr.config import get_settings
 from ocr.errors import UnreadableReason
-from ocr.geometry import project
+from ocr.geometry import project, warp_region
 from ocr.synth.camera import page_corners
 from ocr.synth.corpus import SynthOptions, generate_page
-from ocr.synth.fill import chars_value, field_chars
+from ocr.synth.fill import PageFiller, chars_value, draw_writer, field_chars, fill_page, tally_rows
 from ocr.synth.glyphs import MNIST_SYNTH_SLICE, default_data_dir, glyph_bank
+from ocr.synth.page import blank_page_gray
 from ocr.synth.tally import draw_form_tally, pages_of, qualify
 from ocr.synth.truth import PageTruth
 from ocr.templates import get_template, list_templates
+from ocr.templates.schema import Rect
 
 FAST = SynthOptions(megapixels=(2.0, 3.0), use_shared_data=False, unusable_rate=0.0, wrong_page_rate=0.0)
 TEMPLATE_IDS = [t.id for t in list_templates()]
@@ -193,6 +196,90 @@ def test_page_truth_values_match_form_values():
     t = get_template(truth.template_id)
     for f in truth.fields:
         assert f.value == chars_value(f.text) == truth.form.values[qualify(t.page, f.id)]
+
+
+# --- tally strokes and row totals ---------------------------------------------------------------------------------
+
+
+def _cell_ink(dark: np.ndarray, H: np.ndarray, grid, row: int, col: int) -> float:
+    """How much darker than the paper the middle of one tally cell gets (its printed lines left out)."""
+    cw, ch = grid.rect.w / grid.cols, grid.rect.h / grid.rows
+    x, y = grid.rect.x + col * cw, grid.rect.y + row * ch
+    crop = warp_region(dark, H, Rect(x=x + 0.1 * cw, y=y + 0.1 * ch, w=0.8 * cw, h=0.8 * ch), 48, 48).astype(np.float32)
+    return float(np.percentile(crop, 99) - np.percentile(crop, 25))
+
+
+def test_tally_strokes_and_row_totals_count_the_votes():
+    opts = SynthOptions(megapixels=(3.0, 3.0), use_shared_data=False, force_reason="", force_wrong_page=False,
+                        occluder_rate=0.0, nonplanar_rate=0.0, mistake_rate=0.0)
+    t = get_template("ppwp-2024-plano-p2")
+    data, truth = generate_page(t.id, seed=9, index=1, options=opts)
+    dark = darkness_image(_decode(data))
+    H = np.array(truth.photo.homography)
+    for ft in truth.fields:
+        spec = t.field(ft.id)
+        assert 0 < ft.value < 300
+        rows = ft.row_totals
+        assert rows is not None and len(rows) == len(spec.row_totals) == spec.tally.rows
+        # filled row by row: full rows of 60, then the rest, then empty rows
+        assert [r.value for r in rows] == tally_rows(ft.value, spec.tally)
+        assert sum(r.value for r in rows) == ft.value
+        for r, boxes in zip(rows, spec.row_totals):
+            assert len(r.text) == len(r.boxes) == len(boxes) and r.value == chars_value(r.text)
+        # strokes in the first cell, none in the grid's last cell (it would hold votes 296-300)
+        assert _cell_ink(dark, H, spec.tally, 0, 0) > 60
+        assert _cell_ink(dark, H, spec.tally, spec.tally.rows - 1, spec.tally.cols - 1) < 30
+    assert PageTruth.model_validate_json(truth.model_dump_json()) == truth
+
+
+def test_truth_without_row_totals_still_loads():
+    _, truth = generate_page("ppwp-2024-plano-p1", seed=2, index=0, options=FAST)
+    assert all(f.row_totals is None for f in truth.fields)  # no tally grid on page 1
+    doc = json.loads(truth.model_dump_json())
+    for f in doc["fields"]:
+        del f["row_totals"]  # a truth file written before row totals existed
+    assert PageTruth.model_validate(doc) == truth
+
+
+def test_single_wide_row_cells_hold_the_whole_number():
+    _, truth = generate_page("ppwp-2019-plano-l2", seed=3, index=0, options=FAST)
+    t = get_template(truth.template_id)
+    for ft in truth.fields:
+        spec = t.field(ft.id)
+        if spec.tally is None:
+            continue
+        assert not spec.row_totals_boxed  # one cell per row: a digit per half of it
+        assert [r.value for r in ft.row_totals] == tally_rows(ft.value, spec.tally)
+        assert all(len(r.text) == 2 for r in ft.row_totals)
+
+
+def _p2_fill(values: dict[str, int], rng: np.random.Generator, **kw):
+    t = get_template("ppwp-2024-plano-p2")
+    bank = glyph_bank(None, False)
+    canvas = cv2.cvtColor(blank_page_gray(t.id, 1.0), cv2.COLOR_GRAY2BGR)
+    return t, bank, fill_page(canvas, 1.0, t, values, bank, draw_writer(np.random.default_rng(1), bank), rng, **kw)
+
+
+def test_tally_counts_the_intended_votes_when_the_written_total_is_a_mistake():
+    written = {"IV.1": 75, "IV.2": 60, "IV.3": 10}
+    _, _, fields = _p2_fill(written, np.random.default_rng(2), intended={**written, "IV.1": 57})
+    f = fields[0]
+    assert f.value == 75 and [r.value for r in f.row_totals] == [57, 0, 0, 0, 0]
+    assert [r.value for r in fields[1].row_totals] == [60, 0, 0, 0, 0]
+
+
+def test_tallies_draw_nothing_from_the_page_generator():
+    """The boxes and the photo keep the random numbers they had before tallies were drawn (reproducible corpora)."""
+    values = {"IV.1": 130, "IV.2": 45, "IV.3": 0}
+    with_tallies = np.random.default_rng([5, 6])
+    t, bank, fields = _p2_fill(values, with_tallies)
+    assert all(f.row_totals for f in fields)
+    boxes_only = np.random.default_rng([5, 6])
+    canvas = cv2.cvtColor(blank_page_gray(t.id, 1.0), cv2.COLOR_GRAY2BGR)
+    filler = PageFiller(canvas, 1.0, t, bank, draw_writer(np.random.default_rng(1), bank), boxes_only)
+    assert [filler.write_field(f, values[f.id]) for f in t.fields] == [f.model_copy(update={"row_totals": None})
+                                                                       for f in fields]
+    assert with_tallies.random() == boxes_only.random()
 
 
 # --- writing conventions ------------------------------------------------------------------------------------------

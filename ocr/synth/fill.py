@@ -5,6 +5,9 @@ multiplicatively (ink darkens paper and printed lines alike), only inside each m
 
 Per page a "writer" is drawn once (glyph source, font, pen colour and width, size habit, leading-box convention,
 how often they cross the box lines or correct themselves); per box the glyph, placement and rotation vary.
+
+Fields with a tally grid (PPWP plano) also get what a KPPS draws while counting: the votes as tally strokes, five to a
+cell, and each row's total ("Jumlah tiap baris") in the row's boxes.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import cv2
 import numpy as np
 
 from ocr.synth.glyphs import GlyphBank, seven_segment_glyph, stroke_glyph, tight
-from ocr.synth.truth import BoxTruth, FieldTruth, OmrColumnTruth
-from ocr.templates.schema import FieldSpec, Rect, Template
+from ocr.synth.truth import BoxTruth, FieldTruth, OmrColumnTruth, RowTotalTruth
+from ocr.templates.schema import TALLY_MARKS_PER_CELL, FieldSpec, Rect, TallyGrid, Template
 
 INK_BGR = {"blue": (165.0, 75.0, 25.0), "black": (38.0, 36.0, 40.0)}
 
@@ -80,6 +83,18 @@ def field_chars(value: int, n_boxes: int, kind: str, convention: str, rng: np.ra
 def chars_value(text: str) -> int:
     digits = "".join(c if c.isdigit() else "0" for c in text)
     return int(digits) if digits else 0
+
+
+def tally_rows(votes: int, grid: TallyGrid) -> list[int]:
+    """Votes per grid row as a KPPS tallies them: five to a cell, cell by cell left to right, row by row. Votes beyond
+    the grid's room are not drawn (the rows then sum to less)."""
+    return [min(max(votes - r * grid.row_max, 0), grid.row_max) for r in range(grid.rows)]
+
+
+def _split_cell(cell: Rect, n: int) -> list[Rect]:
+    """`n` equal slots side by side in one wide cell: where the digits of a number written in it go."""
+    w = cell.w / n
+    return [Rect(x=cell.x + i * w, y=cell.y, w=w, h=cell.h) for i in range(n)]
 
 
 def _rect_px(r: Rect, dpmm: float) -> tuple[float, float, float, float]:
@@ -318,10 +333,92 @@ class PageFiller:
             corrected=any(b.corrected for b in boxes),
         )
 
+    def tally_field(self, f: FieldSpec, votes: int, blank_empty_rows: bool) -> list[RowTotalTruth]:
+        """Tally `votes` in the field's grid and write each row's total (an empty row: blank, or 0 per convention)."""
+        assert f.tally is not None and f.row_totals
+        per_row = tally_rows(votes, f.tally)
+        self._strokes(f.tally, per_row)
+        digits = len(str(f.tally.row_max))
+        rows = []
+        for boxes, v in zip(f.row_totals, per_row):
+            if f.row_totals_boxed:
+                slots, text = boxes, field_chars(v, len(boxes), "count", self.w.convention, self.rng)
+            else:  # one wide cell (2019 plano): the number alone, right-aligned, a digit per equal part of the cell
+                slots, text = _split_cell(boxes[0], digits), str(v).rjust(digits, "_")
+            if v == 0 and blank_empty_rows:
+                text = "_" * len(slots)
+            written = [self.write_box(b, ch, False, False).model_copy(update={"index": i})
+                       for i, (b, ch) in enumerate(zip(slots, text))]
+            rows.append(RowTotalTruth(value=chars_value(text), text=text, boxes=written))
+        return rows
+
+    def _strokes(self, grid: TallyGrid, per_row: list[int]) -> None:
+        """Every tally group of a grid drawn into one mask and composited once: hundreds of strokes stay cheap."""
+        d = self.dpmm
+        g = grid.rect
+        ox, oy = int(np.floor(g.x * d)), int(np.floor(g.y * d))
+        mask = np.zeros((int(np.ceil((g.y + g.h) * d)) - oy, int(np.ceil((g.x + g.w) * d)) - ox), np.uint8)
+        cw, ch = g.w * d / grid.cols, g.h * d / grid.rows
+        thick = max(1, int(round(self.pen_px * 0.6)))  # tallies are quick thin strokes, not drawn digits
+        for r, votes in enumerate(per_row):
+            for c in range(-(-votes // TALLY_MARKS_PER_CELL)):
+                n = min(TALLY_MARKS_PER_CELL, votes - c * TALLY_MARKS_PER_CELL)
+                self._group(mask, g.x * d - ox + c * cw, g.y * d - oy + r * ch, cw, ch, n, thick)
+        x, y, w, h = cv2.boundingRect(mask)  # composite only where there is ink (most grids are mostly empty)
+        if w and h:
+            ink = mask[y : y + h, x : x + w].astype(np.float32) / 255.0
+            composite(self.canvas, ink, ox + x + w / 2, oy + y + h / 2, self.w.ink_bgr, self.w.opacity)
+
+    def _group(self, mask: np.ndarray, x: float, y: float, cw: float, ch: float, n: int, thick: int) -> None:
+        """`n` strokes of one tally group in the cell at mask px (x, y): up to four uprights, the fifth across."""
+        rng = self.rng
+        top, bottom = y + ch * rng.uniform(0.12, 0.25), y + ch * rng.uniform(0.75, 0.88)
+        left, step = x + cw * rng.uniform(0.18, 0.3), cw * rng.uniform(0.12, 0.16)
+        lean = np.tan(np.radians(self.w.slant_deg)) * (bottom - top)
+        for i in range(min(n, 4)):
+            sx = left + i * step + rng.normal(0, 0.015 * cw)
+            y0, y1 = top + rng.normal(0, 0.03 * ch), bottom + rng.normal(0, 0.03 * ch)
+            _line(mask, (sx + lean / 2, y0), (sx - lean / 2, y1), thick)
+        if n == TALLY_MARKS_PER_CELL:
+            _line(mask, (left - 0.1 * cw, bottom - rng.uniform(0.05, 0.2) * ch),
+                  (left + 3 * step + 0.1 * cw, top + rng.uniform(0.05, 0.2) * ch), thick)
+
+
+def _line(mask: np.ndarray, p0: tuple[float, float], p1: tuple[float, float], thick: int) -> None:
+    """An anti-aliased line at sub-pixel precision (cv2 takes fixed-point points: 2 fractional bits)."""
+    q0 = (int(round(p0[0] * 4)), int(round(p0[1] * 4)))
+    q1 = (int(round(p1[0] * 4)), int(round(p1[1] * 4)))
+    cv2.line(mask, q0, q1, 255, thick, cv2.LINE_AA, shift=2)
+
 
 def fill_page(
-    canvas: np.ndarray, dpmm: float, template: Template, values: dict[str, int], bank: GlyphBank, writer: Writer, rng
+    canvas: np.ndarray,
+    dpmm: float,
+    template: Template,
+    values: dict[str, int],
+    bank: GlyphBank,
+    writer: Writer,
+    rng: np.random.Generator,
+    intended: dict[str, int] | None = None,
 ) -> list[FieldTruth]:
-    """Write every field's value (keys: field ids of this page) into `canvas`; returns the per-field truth."""
+    """Write every field's value (keys: field ids of this page) into `canvas`; returns the per-field truth.
+
+    A field with a tally grid and row totals also gets its tally strokes and row totals. They count `intended` (the
+    consistent values, when `values` carry a KPPS mistake; default `values`): the strokes are what was counted, the
+    mistake is in the field's total, which is what R14 catches. They are drawn after every field with a generator
+    spawned from `rng` (spawning draws nothing from it), so the boxes and the photo get the same random numbers as
+    on a generator version without tallies.
+    """
     filler = PageFiller(canvas, dpmm, template, bank, writer, rng)
-    return [filler.write_field(f, values[f.id]) for f in template.fields]
+    fields = [filler.write_field(f, values[f.id]) for f in template.fields]
+    tallied = [i for i, f in enumerate(template.fields) if f.tally is not None and f.row_totals]
+    if not tallied:
+        return fields
+    counter = PageFiller(canvas, dpmm, template, bank, writer, rng.spawn(1)[0])
+    blank_empty_rows = bool(counter.rng.random() < 0.5)  # a habit of the writer: many leave unused rows empty
+    counts = intended or values
+    for i in tallied:
+        f = template.fields[i]
+        rows = counter.tally_field(f, counts[f.id], blank_empty_rows)
+        fields[i] = fields[i].model_copy(update={"row_totals": rows})
+    return fields

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"  # 1.1: tally strokes and row totals on fields with a tally grid
 
 BoxChar = Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "X", "-", "_"]
 GlyphSource = Literal["mnist", "usps", "font", "stroke", "seven_segment", "none"]
@@ -41,6 +41,14 @@ class OmrColumnTruth(_Model):
     quality: Literal["clean", "partial", "stray", "blank"]  # partial: sloppy under-fill; stray: extra mark
 
 
+class RowTotalTruth(_Model):
+    """A tally row's total ("Jumlah tiap baris") as written; the row's strokes in the grid count the same votes."""
+
+    value: int
+    text: str  # one BoxChar per written slot: the row's boxes, or equal parts of a single wide cell (2019 plano)
+    boxes: list[BoxTruth]  # index: the slot
+
+
 class FieldTruth(_Model):
     id: str
     value: int  # the number as written (what a careful human reads), mistakes included
@@ -48,6 +56,9 @@ class FieldTruth(_Model):
     boxes: list[BoxTruth]
     omr: list[OmrColumnTruth] | None = None
     corrected: bool = False  # any box of the field was corrected
+    # Per tally row, top to bottom, for fields with a tally grid. They sum to the votes tallied: the intended count
+    # when the field carries a KPPS mistake (see ocr.synth.fill.fill_page), less any votes beyond the grid's room.
+    row_totals: list[RowTotalTruth] | None = None
 
 
 class ConstraintTruth(_Model):

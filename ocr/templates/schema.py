@@ -101,12 +101,20 @@ class OmrColumn(_Strict):
         return self
 
 
+TALLY_MARKS_PER_CELL = 5  # a KPPS tallies in groups of four strokes crossed by a fifth, one group per cell
+
+
 class TallyGrid(_Strict):
     """The tally-mark grid of a candidate ("Rincian perolehan suara"), cols x rows cells."""
 
     rect: Rect
     cols: Annotated[int, Field(gt=0)]
     rows: Annotated[int, Field(gt=0)]
+
+    @property
+    def row_max(self) -> int:
+        """The most votes one row of the grid holds."""
+        return self.cols * TALLY_MARKS_PER_CELL
 
 
 FieldKind = Literal["count", "date_day", "date_month", "date_year"]
@@ -139,7 +147,21 @@ class FieldSpec(_Strict):
             raise ValueError(f"field {self.id!r}: omr needs one column per box")
         if self.max < self.min:
             raise ValueError(f"field {self.id!r}: max < min")
+        if self.row_totals is not None and self.tally is not None and len(self.row_totals) != self.tally.rows:
+            raise ValueError(f"field {self.id!r}: row_totals needs one row per tally row")
         return self
+
+    @property
+    def row_totals_boxed(self) -> bool:
+        """Every tally row has a box per digit of the most a row holds (2024 plano: 2 boxes for up to 60). The 2019
+        plano has one wide cell per row instead, holding the whole number."""
+        if not self.row_totals or self.tally is None:
+            return False
+        return all(len(row) >= len(str(self.tally.row_max)) for row in self.row_totals)
+
+    def row_total_id(self, row: int) -> str:
+        """The id of a tally row's total among the page's readings ("IV.1#row0"): never a field id (ids have no #)."""
+        return f"{self.id}#row{row}"
 
 
 Severity = Literal["hard", "soft", "cross_check"]
