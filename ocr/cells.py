@@ -1,4 +1,5 @@
-"""Cells stage: from a located page to one normalised image per digit box.
+"""Cells stage: from a located page to one normalised image per digit box (the fields' boxes, and the boxes of the
+tally-row totals where each row has a box per digit).
 
 For each box the page region (box plus a margin) is warped to a canonical crop (`CROP_PX` square, the box border
 mapped to `[MARGIN_PX, MARGIN_PX + BOX_PX]`). Paper is never flat, so the printed box lines are searched for a few
@@ -45,8 +46,8 @@ class PreparedCell:
 
 @dataclass
 class CellCrop:
-    field_id: str
-    index: int  # box index within the field, left to right
+    field_id: str  # the field's id, or for a tally-row total box its row's id (FieldSpec.row_total_id)
+    index: int  # box index within the field (or the row), left to right
     crop: np.ndarray  # CROP_PX square, "darkness" image: 0 = paper, 255 = darkest ink
     border_px: float  # printed border width in canonical px
     px_per_mm_photo: float  # photo resolution at this box (for the gate)
@@ -255,13 +256,16 @@ def prepare_cell(crop: np.ndarray, border_px: float) -> PreparedCell:
     )
 
 
-def extract_field_cells(dark: np.ndarray, H: np.ndarray, template: Template, field: FieldSpec) -> list[CellCrop]:
+def extract_box_cells(
+    dark: np.ndarray, H: np.ndarray, template: Template, cell_id: str, boxes: list[Rect]
+) -> list[CellCrop]:
+    """One prepared cell per box, left to right; `cell_id` names them (a field id or a tally-row total's id)."""
     out = []
-    for i, box in enumerate(field.boxes):
+    for i, box in enumerate(boxes):
         crop = box_crop(dark, H, box)
         border_px = template.box_border_mm * BOX_PX / box.w
         cc = CellCrop(
-            field_id=field.id,
+            field_id=cell_id,
             index=i,
             crop=crop,
             border_px=border_px,
@@ -272,6 +276,30 @@ def extract_field_cells(dark: np.ndarray, H: np.ndarray, template: Template, fie
     return out
 
 
+def extract_field_cells(dark: np.ndarray, H: np.ndarray, template: Template, field: FieldSpec) -> list[CellCrop]:
+    return extract_box_cells(dark, H, template, field.id, field.boxes)
+
+
+def extract_row_total_cells(
+    dark: np.ndarray, H: np.ndarray, template: Template, field: FieldSpec
+) -> dict[str, list[CellCrop]]:
+    """The tally-row totals of a field, keyed by `FieldSpec.row_total_id`; none unless every row has a box per digit.
+
+    The readers take one digit per box, so a single wide cell per row (2019 plano) cannot be read; and the R14
+    cross-check needs every row, so such a field's rows are not cut at all.
+    """
+    if not field.row_totals_boxed:
+        return {}
+    return {
+        field.row_total_id(i): extract_box_cells(dark, H, template, field.row_total_id(i), row)
+        for i, row in enumerate(field.row_totals or [])
+    }
+
+
 def extract_cells(dark: np.ndarray, H: np.ndarray, template: Template) -> dict[str, list[CellCrop]]:
-    """All boxes of a page, keyed by field id."""
-    return {f.id: extract_field_cells(dark, H, template, f) for f in template.fields}
+    """All boxes of a page: every field's, keyed by field id, then the readable tally-row totals (see
+    `extract_row_total_cells`). Fields come first, so the field cells keep their place in the reader's batch."""
+    cells = {f.id: extract_field_cells(dark, H, template, f) for f in template.fields}
+    for f in template.fields:
+        cells.update(extract_row_total_cells(dark, H, template, f))
+    return cells

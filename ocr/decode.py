@@ -25,8 +25,11 @@ Decoding a page (or the pages of one TPS, ocr/tps.py):
    `search_limit`, `audit_sample`). Soft rules only flag (`rule_flagged:<name>`), they do not block acceptance.
    A deterministic sample of fully accepted pages (by `form_id` hash, `routing.audit_sample_rate`) goes to review.
 
-Tally-row totals (R14, "Jumlah tiap baris"): when the caller passes evidence under the key `"<field id>#row<i>"`
-(one list of boxes per row), their confidently read sum is cross-checked against the field.
+Tally-row totals (R14, "Jumlah tiap baris"): when the caller passes evidence under the key `FieldSpec.row_total_id`
+(`"<field id>#row<i>"`, one list of boxes per row, every row of the field), their sum is cross-checked against the
+field: `R14_row_totals:<field>` carries the row values; it is pending unless every row is confidently read, and a
+disagreement adds `row_totals_disagree`. The rows never change the field's value and are not fields of the result.
+The pipeline reads them where each row has a box per digit (ocr/cells.py).
 """
 
 from __future__ import annotations
@@ -690,7 +693,7 @@ def _page_rules_cached(template: Template, profile: ElectionProfile) -> list[Rul
 def _row_evidence(evidence: dict[str, list[BoxEvidence]], f: FieldSpec) -> list[list[BoxEvidence]] | None:
     if not f.row_totals:
         return None
-    rows = [evidence.get(f"{f.id}#row{i}") for i in range(len(f.row_totals))]
+    rows = [evidence.get(f.row_total_id(i)) for i in range(len(f.row_totals))]
     if any(r is None for r in rows):
         return None
     return rows  # type: ignore[return-value]

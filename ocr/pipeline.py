@@ -145,7 +145,7 @@ class CutPage:
     loc: Located | None
     refused: PageReading | None  # set when the photo is unusable (then `cells` is empty)
     dark: np.ndarray | None = None
-    cells: list[CellCrop] = field(default_factory=list)  # every box of the template, field by field
+    cells: list[CellCrop] = field(default_factory=list)  # every field's boxes, then the tally-row totals read
 
 
 def cut_page(
@@ -164,7 +164,7 @@ def cut_page(
     t = perf_counter()
     dark = darkness_image(img.bgr)
     cells = extract_cells(dark, loc.H, loc.template)
-    flat = [c for f in loc.template.fields for c in cells[f.id]]
+    flat = [c for box_cells in cells.values() for c in box_cells]
     base["timings_ms"]["cells"] = _ms(t)
     return CutPage(base, img, loc, None, dark, flat)
 
@@ -179,7 +179,7 @@ def read_page(
     reader: DigitReader | None = None,
     debug_dir: Path | None = None,
 ) -> PageReading:
-    """Read every digit box of one page photo."""
+    """Read every digit box of one page photo (the tally-row totals too: they feed the R14 cross-check only)."""
     from ocr.decode import BoxEvidence, decode_page
     from ocr.read.ensemble import read_cells
     from ocr.read.omr import read_omr
@@ -206,10 +206,11 @@ def read_page(
     preds = read_cells(reader, [c.cell for c in flat], timeout_s=settings.reader.tesseract_timeout_s)
     timings["read"] = _ms(t)
 
-    evidence: dict[str, list[BoxEvidence]] = {f.id: [] for f in template.fields}
+    # Keyed by field id, and by row id for the tally-row totals (decode_page cross-checks them, R14).
+    evidence: dict[str, list[BoxEvidence]] = {}
     for c, p in zip(flat, preds):
         combined = p.combined
-        evidence[c.field_id].append(
+        evidence.setdefault(c.field_id, []).append(
             BoxEvidence(
                 probs=None if combined.probs is None else np.asarray(combined.probs, dtype=np.float64),
                 engines={name: ep.topk(settings.reader.topk) for name, ep in p.engines.items()},

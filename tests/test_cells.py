@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ocr.cells import BOX_PX, CELL_PX, CROP_PX, MARGIN_PX, find_box_lines, normalise_ink, prepare_cell
+from ocr.cells import BOX_PX, CELL_PX, CROP_PX, MARGIN_PX, extract_cells, find_box_lines, normalise_ink, prepare_cell
+from ocr.templates import get_template
 
 
 def _crop(dx=0, dy=0, border=3, digit=None, faint=False, neighbour_gap=None) -> np.ndarray:
@@ -66,3 +67,16 @@ def test_specks_are_not_ink():
     ink[10, 10] = ink[40, 45] = 1.0
     glyph, frac, empty = normalise_ink(ink)
     assert empty and glyph.max() == 0
+
+
+def test_row_totals_are_cut_after_the_fields_where_each_row_has_a_box_per_digit():
+    dark, H = np.zeros((8, 8), np.uint8), np.eye(3)  # where the boxes land does not matter here
+    p2 = get_template("ppwp-2024-plano-p2")
+    cells = extract_cells(dark, H, p2)
+    rows = [f"IV.{n}#row{i}" for n in (1, 2, 3) for i in range(5)]
+    assert list(cells) == [f.id for f in p2.fields] + rows  # fields first: their place in the batch is kept
+    assert all(len(cells[k]) == 2 and [c.field_id for c in cells[k]] == [k, k] for k in rows)
+    # 2019 plano: one wide cell per row cannot hold a two-digit count for a one-digit-per-box reader
+    plano19 = get_template("ppwp-2019-plano-l2")
+    assert any(f.row_totals for f in plano19.fields) and not any(f.row_totals_boxed for f in plano19.fields)
+    assert list(extract_cells(dark, H, plano19)) == [f.id for f in plano19.fields]

@@ -210,6 +210,29 @@ def test_omr_agreement_raises_confidence_and_disagreement_is_flagged():
     assert r.status == "fail" and r.severity == "cross_check" and r.values == {"digits": 62, "omr": 82}
 
 
+def test_row_totals_cross_check_the_field_without_changing_it():
+    ev = {"IV.1": sure("X62"), "IV.2": sure("105"), "IV.3": sure("X38")}
+    rows = {f"IV.1#row{i}": sure(text) for i, text in enumerate(["60", "X2", "__", "X0", "--"])}
+
+    agree = decode("ppwp-2024-plano-p2", {**ev, **rows})
+    r = next(r for r in agree.rules if r.name == "R14_row_totals:IV.1")
+    assert r.status == "pass" and r.values == {"row0": 60, "row1": 2, "row2": 0, "row3": 0, "row4": 0, "IV.1": 62}
+    assert agree.fields["IV.1"].status == "accepted" and "IV.1#row0" not in agree.fields
+    assert not any(r.name == "R14_row_totals:IV.2" for r in agree.rules)  # no rows given: no check
+
+    rows["IV.1#row1"] = sure("X5")  # 60 + 5 = 65, the boxes say 62
+    disagree = decode("ppwp-2024-plano-p2", {**ev, **rows})
+    r = next(r for r in disagree.rules if r.name == "R14_row_totals:IV.1")
+    f = disagree.fields["IV.1"]
+    assert r.status == "fail" and r.severity == "cross_check" and "65" in r.message
+    assert f.value == 62 and f.status == "needs_review" and "row_totals_disagree" in f.reasons
+
+    rows["IV.1#row1"] = [box([("X", 0.6), ("5", 0.4)]), box([("5", 0.999)])]  # unsure: no verdict, no flag
+    unsure = decode("ppwp-2024-plano-p2", {**ev, **rows})
+    r = next(r for r in unsure.rules if r.name == "R14_row_totals:IV.1")
+    assert r.status == "pending" and unsure.fields["IV.1"].status == "accepted"
+
+
 def test_audit_sample_is_deterministic_and_sends_accepted_pages_to_review():
     from ocr.decode import audit_selected
 

@@ -20,13 +20,13 @@ CLEAN = SynthOptions(megapixels=(5.0, 5.0), unusable_rate=0, mistake_rate=0, wro
 
 
 def _oracle(truth) -> FakeReader:
-    """Reads each box as the truth says (the reader's 12 classes: a dash and an empty box are one class)."""
+    """Reads each box as the truth says (the reader's 12 classes: a dash and an empty box are one class), in the cell
+    stage's order: every field's boxes, then the tally-row totals of the fields whose rows are read."""
     t = get_template(truth.template_id)
     by_field = {f.id: f for f in truth.fields}
-    chars = []
-    for f in t.fields:
-        for b in by_field[f.id].boxes:
-            chars.append("_" if b.char in ("-", "_") else b.char)
+    boxes = [b for f in t.fields for b in by_field[f.id].boxes]
+    boxes += [b for f in t.fields if f.row_totals_boxed for row in by_field[f.id].row_totals for b in row.boxes]
+    chars = ["_" if b.char in ("-", "_") else b.char for b in boxes]
     assert all(c in CLASSES for c in chars)
     return FakeReader(dict(enumerate(chars)), name="oracle", p=0.999)
 
@@ -44,6 +44,48 @@ def test_oracle_engine_reproduces_truth(tid, seed):
         assert got.text == f.text, (f.id, got.text, f.text)
         assert got.value == f.value
     assert set(r.timings_ms) >= {"load", "locate", "gate", "cells", "read", "decode", "total"}
+
+
+def test_row_totals_feed_the_r14_cross_check_not_the_fields():
+    tid = "ppwp-2024-plano-p2"
+    data, truth = generate_page(tid, 4, 0, CLEAN)
+    oracle = _oracle(truth)
+    r = read_page(data, expected_template=tid, reader=oracle)
+    assert set(r.fields) == {f.id for f in get_template(tid).fields}  # no "IV.1#row0" among the fields
+    for f in truth.fields:
+        rows = next(x for x in r.rules if x.name == f"R14_row_totals:{f.id}")
+        want = {f"row{i}": row.value for i, row in enumerate(f.row_totals)}
+        assert rows.status == "pass" and rows.values == {**want, f.id: f.value}, rows
+        assert r.fields[f.id].status == "accepted"
+
+    # The units box of IV.1's first row total read one higher: the rows no longer add up to the field.
+    first_row = sum(len(f.boxes) for f in truth.fields) + 1
+    oracle.source[first_row] = str((int(oracle.source[first_row]) + 1) % 10)
+    r = read_page(data, expected_template=tid, reader=oracle)
+    rows = next(x for x in r.rules if x.name == "R14_row_totals:IV.1")
+    f = r.fields["IV.1"]
+    assert rows.status == "fail" and "row_totals_disagree" in f.reasons and f.status == "needs_review"
+    assert f.value == truth.field("IV.1").value  # the rows flag the field, they never change it
+
+
+def test_single_cell_row_totals_are_not_read():
+    """The 2019 plano has one wide cell per tally row: a one-digit-per-box reader cannot read "60" there."""
+    tid = "ppwp-2019-plano-l2"
+    data, truth = generate_page(tid, 5, 0, CLEAN)
+    assert any(f.row_totals for f in truth.fields)  # the KPPS wrote them
+    seen: list[int] = []
+
+    class Counting(FakeReader):
+        def read(self, cells):
+            seen.append(len(cells))
+            return super().read(cells)
+
+    oracle = _oracle(truth)
+    r = read_page(data, expected_template=tid, reader=Counting(oracle.source, name="oracle", p=oracle.p))
+    assert r.status == "read", (r.reason, r.detail)
+    assert seen == [sum(len(f.boxes) for f in get_template(tid).fields)]  # the field boxes, nothing else
+    assert not [x for x in r.rules if x.name.startswith("R14_row_totals")]
+    assert all(r.fields[f.id].value == f.value for f in truth.fields)
 
 
 def test_crashing_engine_fails_cells_not_the_page():
