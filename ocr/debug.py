@@ -4,7 +4,8 @@ Per photo, under DIR/<photo stem>/:
 - 1_located.jpg  the photo with the detected frame points, page outline and every digit box as the homography
                  places it (green: read, red: unreadable page);
 - 2_page.png     the page warped to its template at 2 px/mm with the box grid;
-- 3_cells.png    every box crop (canonical 96x96) with its normalised glyph and the predicted character.
+- 3_cells.png    every box crop (canonical 96x96) with its normalised glyph and the predicted character (for a
+                 tally-row total box, the row's value).
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ from ocr.templates.schema import Rect
 def _safe_stem(name: str) -> str:
     stem = Path(name).stem or "image"
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)[:80]
+
+
+def _cell_label(c: CellCrop, reading: PageReading) -> str:
+    fr = reading.fields.get(c.field_id)
+    if fr is not None:
+        return f"{c.field_id}[{c.index}]={fr.text[c.index] if c.index < len(fr.text) else '?'}"
+    # A tally-row total box ("IV.1#row0"): the reading keeps only the row's value, in the field's R14 rule.
+    field_id, _, row = c.field_id.partition("#")
+    rule = next((r for r in reading.rules if r.name == f"R14_row_totals:{field_id}"), None)
+    value = rule.values.get(row) if rule is not None else None
+    return f"{c.field_id}[{c.index}] row={'?' if value is None else value}"
 
 
 def write_debug(
@@ -74,10 +86,8 @@ def write_debug(
             crop = cv2.cvtColor(255 - c.crop, cv2.COLOR_GRAY2BGR)
             glyph = cv2.resize((255 - c.cell.input * 255).astype(np.uint8), (96, 96), interpolation=cv2.INTER_NEAREST)
             glyph = cv2.cvtColor(glyph, cv2.COLOR_GRAY2BGR)
-            fr = reading.fields.get(c.field_id)
-            ch = fr.text[c.index] if fr is not None and c.index < len(fr.text) else "?"
             tile = np.hstack([crop, glyph])
-            cv2.putText(tile, f"{c.field_id}[{c.index}]={ch}", (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 255), 1)
+            cv2.putText(tile, _cell_label(c, reading), (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 255), 1)
             tiles.append(tile)
         cols = 6
         while len(tiles) % cols:
