@@ -27,8 +27,8 @@ Decoding a page (or the pages of one TPS, ocr/tps.py):
 
 Tally-row totals (R14, "Jumlah tiap baris"): when the caller passes evidence under the key `FieldSpec.row_total_id`
 (`"<field id>#row<i>"`, one list of boxes per row, every row of the field), their sum is cross-checked against the
-field: `R14_row_totals:<field>` carries the row values; it is pending unless every row is confidently read, and a
-disagreement adds `row_totals_disagree`. The rows never change the field's value and are not fields of the result.
+field: `R14_row_totals:<field>` carries the row values; it is pending unless every row is confidently read (or when
+no row total was written at all), and a disagreement adds `row_totals_disagree`. The rows never change the field's value and are not fields of the result.
 The pipeline reads them where each row has a box per digit (ocr/cells.py).
 """
 
@@ -452,6 +452,9 @@ def _row_totals_result(st: _FieldState, value: int | None, settings: Settings, c
     if not rows:
         return None
     name = f"R14_row_totals:{st.inp.qid}"
+    if all(b.empty for boxes in rows for b in boxes):
+        # A KPPS who left the whole column blank did not total the rows: nothing to cross-check, not a disagreement.
+        return structural_result(name, "R14", ok=None, fields=[st.inp.qid], message="row totals not written")
     row_values: dict[str, int | None] = {}
     confident = True
     for i, boxes in enumerate(rows):

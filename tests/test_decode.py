@@ -232,6 +232,10 @@ def test_row_totals_cross_check_the_field_without_changing_it():
     r = next(r for r in unsure.rules if r.name == "R14_row_totals:IV.1")
     assert r.status == "pending" and unsure.fields["IV.1"].status == "accepted"
 
+    blank = {f"IV.1#row{i}": sure("__") for i in range(5)}  # the KPPS did not total the rows at all
+    r = next(r for r in decode("ppwp-2024-plano-p2", {**ev, **blank}).rules if r.name == "R14_row_totals:IV.1")
+    assert r.status == "pending" and r.message == "row totals not written"
+
 
 def test_audit_sample_is_deterministic_and_sends_accepted_pages_to_review():
     from ocr.decode import audit_selected
