@@ -372,3 +372,23 @@ def test_cli_rejects_bad_megapixels(tmp_path):
     res = CliRunner().invoke(app, ["synth", "--template", "ppwp-2024-plano-p3", "--out", str(tmp_path),
                                    "--megapixels", "12,2"])
     assert res.exit_code != 0
+
+
+def test_generated_mistake_pages_keep_the_tally_of_the_true_count():
+    """A KPPS arithmetic mistake is in the written total only: the strokes and row totals still count the votes."""
+    from ocr.synth.corpus import SynthOptions, generate_page
+
+    options = SynthOptions(use_shared_data=False, mistake_rate=1.0, force_reason="", force_wrong_page=False)
+    seen = 0
+    for index in range(40):
+        _, truth = generate_page("ppwp-2024-plano-p2", 11, index, options)
+        m = truth.form.mistake
+        if m is None or not m.field.startswith("2:"):
+            continue
+        f = next(f for f in truth.fields if f"2:{f.id}" == m.field)
+        if f.row_totals is None or m.intended > 300:  # beyond the grid's room nothing more is drawn
+            continue
+        assert f.value == m.written != m.intended
+        assert sum(r.value for r in f.row_totals) == m.intended
+        seen += 1
+    assert seen >= 1

@@ -97,7 +97,9 @@ def generate_page(
     dpmm = quantise_dpmm(min(max(max(scales) * 1.05, 0.5), o.max_canvas_dpmm))
     canvas = cv2.cvtColor(blank_page_gray(t.id, dpmm), cv2.COLOR_GRAY2BGR)
     page_values = {f.id: tally.values[qualify(t.page, f.id)] for f in t.fields}
-    fields = fill_page(canvas, dpmm, t, page_values, bank, writer, rng)
+    # Tally strokes and row totals count the votes; a KPPS mistake is in the written total only (R14 catches it).
+    page_intended = {f.id: tally.intended[qualify(t.page, f.id)] for f in t.fields}
+    fields = fill_page(canvas, dpmm, t, page_values, bank, writer, rng, intended=page_intended)
 
     photo = take_photo(rng, canvas, dpmm, t, shot, noise_seed=_key(f"{seed}:{index}:{template_id}"),
                        occluder_rate=o.occluder_rate, nonplanar_rate=o.nonplanar_rate)
