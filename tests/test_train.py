@@ -147,13 +147,14 @@ def test_real_crop_conversion_registers_a_box_crop():
 # Cells cut from synthetic page photos (ocr/read/page_cells.py)
 
 
-def _truth_boxes(template_id: str, index: int, data_dir: Path):
+def _truth_boxes(template_id: str, index: int, data_dir: Path, rows: bool = False):
     from ocr.read.page_cells import SEED_OFFSET
     from ocr.synth.corpus import SynthOptions, generate_page
 
     options = SynthOptions(data_dir=str(data_dir), writers="training", force_reason="", force_wrong_page=False)
     _, truth = generate_page(template_id, SEED_OFFSET, index, options)
-    return [b for f in truth.fields for b in f.boxes]
+    row_boxes = [b for f in truth.fields for r in (f.row_totals or []) for b in r.boxes] if rows else []
+    return [b for f in truth.fields for b in f.boxes] + row_boxes
 
 
 def test_page_cells_are_labelled_from_the_page_truth(tmp_path):
@@ -171,6 +172,20 @@ def test_page_cells_are_labelled_from_the_page_truth(tmp_path):
     got = np.bincount(y, minlength=N_CLASSES)
     assert (got <= want).all()
     assert X.reshape(len(X), -1).max(axis=1).min() > 0  # no blank cell is labelled
+
+
+def test_page_cells_include_the_tally_row_totals(tmp_path):
+    from ocr.read.page_cells import SEED_OFFSET, harvest_page
+
+    absent = tmp_path / "absent"
+    X, y, outcome = harvest_page("ppwp-2024-plano-p2", SEED_OFFSET, 5, str(absent))
+    assert outcome == "ok"
+    # Count the glyph labels (digits and X): boxes without one may still give "_" cells (a dash, the dotted guide).
+    glyphs = CLASSES.index("_")
+    fields_only = [b for b in _truth_boxes("ppwp-2024-plano-p2", 5, absent) if b.char not in "_-" and not b.covered]
+    with_rows = [b for b in _truth_boxes("ppwp-2024-plano-p2", 5, absent, rows=True) if b.char not in "_-"]
+    assert len(with_rows) > len(fields_only)
+    assert len(fields_only) < int((y != glyphs).sum()) <= len(with_rows)
 
 
 def test_page_cells_refuse_labels_when_registration_slips(tmp_path, monkeypatch):

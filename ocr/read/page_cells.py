@@ -7,7 +7,8 @@ CNN's own slices, never the benchmark's), runs `ocr.pipeline.cut_page` (load -> 
 photo and labels every non-empty cell from the generator's per-box truth.
 
 A box that the registration places more than `MAX_SLIP_BOX` box sizes from where the truth homography puts it is
-skipped, as are boxes a finger covers: their label would not describe the cell. Empty cells are skipped (the net never sees
+skipped, as are boxes a finger covers: their label would not describe the cell. The small tally-row total boxes of
+the PPWP 2024 plano (pages 2 and 3) are labelled like the field boxes. Empty cells are skipped (the net never sees
 them). Pages are spread over every template, round robin, and cached under runs/page-cells/ by seed, count and the
 source of the generator and the cell stage.
 """
@@ -36,6 +37,21 @@ def _label(char: str) -> int:
     return CLASSES.index("_" if char in ("-", "_") else char)
 
 
+def _labelled_boxes(template, truth) -> dict[tuple[str, int], tuple]:
+    """(cell id, box index) -> (template Rect, BoxTruth) for the field boxes and the tally-row totals the reader cuts."""
+    specs = {f.id: f for f in template.fields}
+    out = {}
+    for ft in truth.fields:
+        spec = specs[ft.id]
+        for b in ft.boxes:
+            out[(ft.id, b.index)] = (spec.boxes[b.index], b)
+        if ft.row_totals and spec.row_totals_boxed:
+            for row, rt in enumerate(ft.row_totals):
+                for b in rt.boxes:
+                    out[(spec.row_total_id(row), b.index)] = (spec.row_totals[row][b.index], b)
+    return out
+
+
 def harvest_page(template_id: str, seed: int, index: int, data_dir: str | None) -> tuple[np.ndarray, np.ndarray, str]:
     """(cells uint8 N x 32 x 32 with 255 = ink, labels, outcome) for one synthetic training photo."""
     from ocr.pipeline import cut_page
@@ -51,18 +67,16 @@ def harvest_page(template_id: str, seed: int, index: int, data_dir: str | None) 
         return *empty, f"refused:{cut.refused.reason}"
     # Label a cell only when the registration puts its box where the truth does: a box-sized slip would pair a
     # cell with its neighbour's label. (Per box, not per page: curl moves some boxes more than others.)
-    t = cut.loc.template
-    fields = {f.id: f for f in t.fields}
     truth_H = np.array(truth.photo.homography, np.float64)
     limit = MAX_SLIP_BOX * max(truth.photo.box_px, 1.0)
-    boxes = {(f.id, b.index): b for f in truth.fields for b in f.boxes}
+    boxes = _labelled_boxes(cut.loc.template, truth)
     xs, ys = [], []
     slipped = 0
     for c in cut.cells:
-        b = boxes.get((c.field_id, c.index))
+        rect, b = boxes.get((c.field_id, c.index), (None, None))
         if b is None or b.covered or c.cell is None or c.cell.empty:
             continue
-        centre = [fields[c.field_id].boxes[c.index].center]
+        centre = [rect.center]
         got = project(cut.loc.H, centre)[0] / cut.img.scale
         if np.hypot(*(got - project(truth_H, centre)[0])) > limit:
             slipped += 1
