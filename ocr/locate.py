@@ -38,6 +38,7 @@ FIDUCIAL_MIN_SCORE = 0.45
 FIELD_SEARCH_MM = 9.0  # how far a digit-box row is searched around its predicted position
 FIELD_DPMM = 3.0
 FIELD_MIN_SCORE = 0.30
+INNER_LINE_WEIGHT = 0.5  # the lines between a row's boxes count half as much as its outer frame (see _box_pattern)
 
 
 @dataclass
@@ -96,17 +97,27 @@ def _reference_region(template: Template, rect: Rect, dpmm: float) -> np.ndarray
 
 def _box_pattern(template: Template, fs: FieldSpec, region: Rect, dpmm: float) -> np.ndarray:
     """What a field's row of boxes looks like (darkness), drawn from geometry: used when no reference exists and
-    to weight the match on the box lines rather than on printed text around them."""
+    to weight the match on the box lines rather than on printed text around them.
+
+    The lines between boxes repeat at the box pitch, so a row shifted by one box still lands on most of them: they
+    place the row finely but cannot tell which box is which. Only the row's ends can, so the sides between boxes
+    are drawn fainter than the row's outer frame."""
     w = int(round(region.w * dpmm))
     h = int(round(region.h * dpmm))
     img = np.zeros((h, w), np.float32)
     t = max(1, int(round(template.box_border_mm * dpmm)))
+    left = min(b.x for b in fs.boxes)
+    right = max(b.x + b.w for b in fs.boxes)
     for b in fs.boxes:
         x0 = int(round((b.x - region.x) * dpmm))
         y0 = int(round((b.y - region.y) * dpmm))
         x1 = int(round((b.x + b.w - region.x) * dpmm))
         y1 = int(round((b.y + b.h - region.y) * dpmm))
-        cv2.rectangle(img, (x0, y0), (x1, y1), 255.0, t)
+        for x, edge in ((x0, b.x), (x1, b.x + b.w)):
+            ink = 255.0 if edge in (left, right) else 255.0 * INNER_LINE_WEIGHT
+            cv2.line(img, (x, y0), (x, y1), ink, t)
+        cv2.line(img, (x0, y0), (x1, y0), 255.0, t)
+        cv2.line(img, (x0, y1), (x1, y1), 255.0, t)
     return img
 
 

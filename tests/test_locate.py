@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -10,7 +11,7 @@ from ocr.geometry import project
 from ocr.locate import locate
 from ocr.templates import get_template, list_templates
 from ocr.templates.render import blank_page, render_page
-from photo_sim import photograph, tilted_corners
+from photo_sim import photograph, scan_on_platen, tilted_corners
 
 MARKED = [t.id for t in list_templates() if t.marker is not None]
 UNMARKED = [t.id for t in list_templates() if t.marker is None]
@@ -70,3 +71,41 @@ def test_blank_photo_is_not_found():
     photo = np.full((2000, 1500), 200, np.uint8)
     res = locate(photo)
     assert isinstance(res, Unreadable) and res.reason is UnreadableReason.NOT_FOUND
+
+
+def _box_errors_mm(loc, H_true, t, dpmm) -> list[float]:
+    return [float(np.linalg.norm(project(loc.H, [b.center])[0] - project(H_true, [b.center])[0])) / dpmm
+            for f in t.fields for b in f.boxes]
+
+
+def _ruled_like_2014(t, dpmm: float) -> np.ndarray:
+    """The page drawn from its template, each row of boxes inside heavy table rules as the 2014 form prints its
+    JUMLAH column: the row's rules run on left across the table, the lines between the digits stay thin."""
+    page = render_page(t, dpmm)
+
+    def px(mm: float) -> int:
+        return int(round(mm * dpmm))
+
+    for f in t.fields:
+        x0, x1 = min(b.x for b in f.boxes), max(b.x + b.w for b in f.boxes)
+        y0, y1 = min(b.y for b in f.boxes), max(b.y + b.h for b in f.boxes)
+        for y in (y0, y1):
+            cv2.line(page, (px(12), px(y)), (px(x1), px(y)), 0, px(0.6))
+        for x in (x0, x1):
+            cv2.line(page, (px(x), px(y0)), (px(x), px(y1)), 0, px(0.6))
+    return page
+
+
+@pytest.mark.parametrize("platen_mm, ruled", [((220, 297), True), ((219, 357), True), ((219, 357), False)])
+def test_scan_on_larger_platen_is_not_registered_one_box_off(platen_mm, ruled):
+    """The 2014 KPU scans: an A4 sheet on a larger platen, a watermark over sheet and platen alike, so the scan's
+    frame is taken for the sheet and the page comes out about one box (8.5 mm) too wide. The box rows must still be
+    found where they are, not one box aside where a row's repeating inner lines fit almost as well."""
+    t = get_template("ppwp-2014-c1-lampiran1")
+    dpmm = 4.0
+    page = _ruled_like_2014(t, dpmm) if ruled else render_page(t, dpmm)
+    scan, H = scan_on_platen(page, dpmm, platen_mm)
+    loc = locate(scan, expected=t)
+    assert not isinstance(loc, Unreadable), loc
+    box_w = t.fields[0].boxes[0].w
+    assert max(_box_errors_mm(loc, H, t, dpmm)) < 0.2 * box_w
