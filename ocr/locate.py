@@ -622,6 +622,28 @@ def _drift(H0: np.ndarray, H: np.ndarray, t: Template) -> float:
     return float(np.linalg.norm(a - b, axis=1).max()) / diag
 
 
+def _refine_hypothesis(dark: np.ndarray, H0: np.ndarray, t: Template, model: str
+                       ) -> tuple[np.ndarray | None, int, float]:
+    """Refine a placement by the box rows (twice: the first pass corrects most of an outline's error, the second
+    what remains) and score it. A pass is kept only if it improves the layout fit: on a periodic row of boxes a
+    further pass can walk the page one box further.
+
+    Returns (H, or None when the rows pulled the page far from its outline; fields matched; layout fit)."""
+    best: tuple[np.ndarray | None, int, float] = (None, 0, -1.0)
+    H = H0
+    for _ in range(1 if model == "none" else 2):
+        H, _, n = refine_by_fields(dark, H, t, model=model)
+        if _drift(H0, H, t) > 0.08:
+            break
+        score = layout_fit(dark, H, t)
+        if score <= best[2]:
+            break
+        best = (H, n, score)
+        if n == 0:
+            break
+    return best
+
+
 def _is_scan_frame(quad: np.ndarray, shape) -> bool:
     """The detected outline is the photo's own frame: a flatbed scan (or a photo cropped to the sheet)."""
     h, w = shape[:2]
@@ -691,12 +713,9 @@ def _locate_without_marker(gray: np.ndarray, dark: np.ndarray, candidates: list[
                 hyps += list(_scan_hypotheses(t, gray.shape))
             for rot, H0 in hyps:
                 # A wrong quarter turn or a wrong template finds no box rows where it expects them.
-                H, layout, n = refine_by_fields(dark, H0, t, model=model)
-                if n >= 1 and model != "none":
-                    H, layout, n = refine_by_fields(dark, H, t, model=model)
-                if _drift(H0, H, t) > 0.08:
+                H, n, score = _refine_hypothesis(dark, H0, t, model)
+                if H is None:
                     continue  # the box rows pulled the page far from its outline: they matched something else
-                score = layout_fit(dark, H, t)
                 own_best = max(own_best, score)
                 if score > best_score:
                     best_score = score

@@ -8,6 +8,7 @@ import pytest
 
 from ocr.errors import Unreadable, UnreadableReason
 from ocr.geometry import project
+import ocr.locate as locate_module
 from ocr.locate import locate
 from ocr.templates import get_template, list_templates
 from ocr.templates.render import blank_page, render_page
@@ -109,3 +110,19 @@ def test_scan_on_larger_platen_is_not_registered_one_box_off(platen_mm, ruled):
     assert not isinstance(loc, Unreadable), loc
     box_w = t.fields[0].boxes[0].w
     assert max(_box_errors_mm(loc, H, t, dpmm)) < 0.2 * box_w
+
+
+def test_refinement_pass_that_lowers_the_fit_is_not_kept(monkeypatch):
+    """On real scans a second refinement pass can walk a page a further box along its repeating rows; a pass is
+    kept only when the layout fits better after it."""
+    t = get_template("ppwp-2014-c1-lampiran1")
+    dpmm = 4.0
+    ps = t.page_size
+    scan, H = scan_on_platen(render_page(t, dpmm), dpmm, (ps.width_mm, ps.height_mm), watermark_seed=None)
+    pitch = t.fields[0].boxes[1].x - t.fields[0].boxes[0].x
+    passes = iter([H, H @ np.array([[1, 0, pitch], [0, 1, 0], [0, 0, 1]])])  # the second pass walks one box
+    monkeypatch.setattr(locate_module, "refine_by_fields",
+                        lambda dark, H0, template, model: (next(passes), 0.5, len(template.fields)))
+    H_out, _, score = locate_module._refine_hypothesis(255 - scan, H, t, "affine")
+    assert np.allclose(H_out, H)
+    assert score == pytest.approx(locate_module.layout_fit(255 - scan, H, t))
