@@ -424,6 +424,8 @@ def find_corner_squares(gray: np.ndarray, template: Template) -> np.ndarray | No
         x, y, ww, hh, a = stats[i]
         if ww < 0.006 * diag or ww > 0.05 * diag:
             continue
+        if x == 0 or y == 0 or x + ww >= sw or y + hh >= sh:
+            continue  # cut by the photo's edge (or the scanner's dark margin): its centre is not a square's centre
         if not (0.6 < ww / max(hh, 1) < 1.6):
             continue
         if a < 0.75 * ww * hh:

@@ -9,7 +9,7 @@ import pytest
 from ocr.errors import Unreadable, UnreadableReason
 from ocr.geometry import project
 import ocr.locate as locate_module
-from ocr.locate import locate
+from ocr.locate import find_corner_squares, locate
 from ocr.templates import get_template, list_templates
 from ocr.templates.render import blank_page, render_page
 from photo_sim import photograph, scan_on_platen, tilted_corners
@@ -110,6 +110,25 @@ def test_scan_on_larger_platen_is_not_registered_one_box_off(platen_mm, ruled):
     assert not isinstance(loc, Unreadable), loc
     box_w = t.fields[0].boxes[0].w
     assert max(_box_errors_mm(loc, H, t, dpmm)) < 0.2 * box_w
+
+
+def test_corner_squares_ignore_dark_blob_cut_by_scan_edge():
+    """A scanner's dark margin showing at a corner is square-ish and outermost, but cut by the scan's edge: it is not
+    a printed square, even when another corner's square is lost and the four must be completed from three."""
+    t = get_template("ppwp-2019-c1-l2")
+    dpmm = 4.0
+    page = render_page(t, dpmm)
+    side = t.frame.square_mm
+    bx, by = t.frame.points[2]
+    r = int(round((side / 2 + 1) * dpmm))
+    page[int(by * dpmm) - r:int(by * dpmm) + r, int(bx * dpmm) - r:int(bx * dpmm) + r] = 255  # square torn off
+    ps = t.page_size
+    scan, H = scan_on_platen(page, dpmm, (ps.width_mm, ps.height_mm), watermark_seed=None)
+    s = int(round(side * dpmm))
+    scan[:s, :s] = 20  # the dark margin at the top-left corner
+    squares = find_corner_squares(scan, t)
+    assert squares is not None
+    assert np.abs(squares - project(H, t.frame.points)).max() / dpmm < 1.0
 
 
 def test_refinement_pass_that_lowers_the_fit_is_not_kept(monkeypatch):
