@@ -38,6 +38,10 @@ FIDUCIAL_MIN_SCORE = 0.45
 FIELD_SEARCH_MM = 9.0  # how far a digit-box row is searched around its predicted position
 FIELD_DPMM = 3.0
 FIELD_MIN_SCORE = 0.30
+SKEW_LONG_SIDE = 800  # photo resolution for a scan's skew estimate
+SCAN_MAX_SKEW_DEG = 6.0  # a sheet laid on a platen by hand
+SCAN_SKEW_STEP_DEG = 0.25
+SCAN_MIN_SKEW_DEG = 0.5  # below this the upright placements are close enough for the box rows to correct
 INNER_LINE_WEIGHT = 0.5  # the lines between a row's boxes count half as much as its outer frame (see _box_pattern)
 
 
@@ -669,6 +673,32 @@ def _scan_hypotheses(template: Template, shape):
         yield 180, R180 @ H
 
 
+def _scan_skew_deg(gray: np.ndarray) -> float:
+    """The turn (degrees, counter-clockwise positive as cv2.getRotationMatrix2D turns) that straightens a sheet laid
+    askew on a scanner's platen: the one that makes the printed rules and text lines horizontal, i.e. the row
+    profile of ink most peaked. A scan's frame is upright even when the sheet is not."""
+    f = min(1.0, SKEW_LONG_SIDE / max(gray.shape[:2]))
+    small = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else gray
+    ink = cv2.adaptiveThreshold(small, 1, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, 31, 15).astype(np.float32)
+    h, w = ink.shape
+    best_deg, best_peak = 0.0, -1.0
+    for deg in np.arange(-SCAN_MAX_SKEW_DEG, SCAN_MAX_SKEW_DEG + 1e-9, SCAN_SKEW_STEP_DEG):
+        turned = cv2.warpAffine(ink, cv2.getRotationMatrix2D((w / 2, h / 2), float(deg), 1.0), (w, h))
+        peak = float((np.diff(turned.sum(axis=1)) ** 2).sum())
+        if peak > best_peak:
+            best_deg, best_peak = float(deg), peak
+    return best_deg
+
+
+def _turned(hyps: list[tuple[int, np.ndarray]], deg: float, shape) -> list[tuple[int, np.ndarray]]:
+    """The same placements for a sheet that a turn by `deg` (_scan_skew_deg) straightens: turned the other way about
+    the photo's centre."""
+    h, w = shape[:2]
+    M = np.vstack([cv2.getRotationMatrix2D((w / 2, h / 2), deg, 1.0), [0, 0, 1]])  # photo -> deskewed photo
+    back = np.linalg.inv(M)
+    return [(rot, back @ H) for rot, H in hyps]
+
+
 def _hypotheses(points_mm, quad_img: np.ndarray):
     """Homographies mapping four page points onto a detected quad, one per quarter turn."""
     pts = np.array(points_mm, dtype=np.float64)
@@ -680,6 +710,7 @@ def _locate_without_marker(gray: np.ndarray, dark: np.ndarray, candidates: list[
                            bgr: np.ndarray | None = None) -> Located | None:
     squares: dict[str, np.ndarray | None] = {}
     outlines: list[np.ndarray] | None = None
+    skew: float | None = None
     best: Located | None = None
     best_score = -1.0
     for t in candidates:
@@ -713,6 +744,10 @@ def _locate_without_marker(gray: np.ndarray, dark: np.ndarray, candidates: list[
             hyps = hyps_extra if kind == "features" else list(_hypotheses(pts, quad))
             if scan:
                 hyps += list(_scan_hypotheses(t, gray.shape))
+                if skew is None:
+                    skew = _scan_skew_deg(gray)
+                if abs(skew) >= SCAN_MIN_SKEW_DEG:  # the frame is upright, the sheet on the platen is not
+                    hyps += _turned(hyps, skew, gray.shape)
             for rot, H0 in hyps:
                 # A wrong quarter turn or a wrong template finds no box rows where it expects them.
                 H, n, score = _refine_hypothesis(dark, H0, t, model)

@@ -112,6 +112,18 @@ def test_scan_on_larger_platen_is_not_registered_one_box_off(platen_mm, ruled):
     assert max(_box_errors_mm(loc, H, t, dpmm)) < 0.2 * box_w
 
 
+@pytest.mark.parametrize("skew_deg", [-4.0, 2.0])
+def test_sheet_askew_on_platen_registered(skew_deg):
+    """A sheet laid askew on the platen: the scan's frame is upright, the sheet is not."""
+    t = get_template("ppwp-2014-c1-lampiran1")
+    dpmm = 4.0
+    scan, H = scan_on_platen(_ruled_like_2014(t, dpmm), dpmm, (216, 356), skew_deg=skew_deg)
+    loc = locate(scan, expected=t)
+    assert not isinstance(loc, Unreadable), loc
+    box_w = t.fields[0].boxes[0].w
+    assert max(_box_errors_mm(loc, H, t, dpmm)) < 0.2 * box_w
+
+
 def test_corner_squares_ignore_dark_blob_cut_by_scan_edge():
     """A scanner's dark margin showing at a corner is square-ish and outermost, but cut by the scan's edge: it is not
     a printed square, even when another corner's square is lost and the four must be completed from three."""
