@@ -41,9 +41,12 @@ def _register() -> None:
 
     app.command("calibrate", help="Fit the field-confidence calibration from benchmark field records.")(calibrate_command)
 
-    from ocr.read.train import train_command
+    from ocr.read.train import merge_command, train_command
 
     app.command("train", help="Train the digit CNN and export it to ONNX (needs the 'train' extra).")(train_command)
+    app.command("merge-models", help="Merge trained digit nets into one averaging ONNX model ('train' extra).")(
+        merge_command
+    )
 
 
 _register()

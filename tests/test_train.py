@@ -217,3 +217,31 @@ def test_training_pages_use_the_training_writers_only():
     assert sum(len(v) for v in train.usps.values()) == 5400
     with pytest.raises(ValueError):
         glyph_bank(str(SHARED), True, "everyone")
+
+
+def test_merged_ensemble_is_the_mean_of_its_members_and_the_reader_loads_it(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from ocr.errors import BadInput
+    from ocr.read import train as train_mod
+    from ocr.read.cnn import CnnReader
+
+    members = []
+    for seed in (0, 1):
+        out = tmp_path / f"m{seed}" / "digits.onnx"
+        train_mod.train(data=tmp_path / "absent", out=out, seed=seed, epochs=1, samples=200, val_samples=50,
+                        workers=1, cache_dir=None, log=lambda *a, **k: None)
+        members.append(out)
+    merged = tmp_path / "ens" / "digits.onnx"
+    card = train_mod.merge_models(members, merged)
+
+    x = np.random.default_rng(3).random((9, CELL_PX, CELL_PX)).astype(np.float32)
+    each = [CnnReader(m).predict_inputs(x) for m in members]
+    got = CnnReader(merged).predict_inputs(x)
+    assert not np.allclose(each[0], each[1], atol=1e-3)  # the members differ, so the mean is a real test
+    np.testing.assert_allclose(got, (each[0] + each[1]) / 2, atol=1e-5)
+    assert [m["training"]["seed"] for m in card["training"]["members"]] == [0, 1]
+    assert json.loads(merged.with_suffix(".json").read_text())["classes"] == list(CLASSES)
+
+    with pytest.raises(BadInput):
+        train_mod.merge_models(members[:1], tmp_path / "one.onnx")
