@@ -146,12 +146,14 @@ def ink_map(crop: np.ndarray, interior: tuple[slice, slice] | None = None) -> np
     return np.clip(ink, 0.0, 1.0)
 
 
-def normalise_ink(ink: np.ndarray) -> tuple[np.ndarray, float, bool]:
+def normalise_ink(ink: np.ndarray, aspect: float = 1.0) -> tuple[np.ndarray, float, bool]:
     """Ink map of a box interior -> (CELL_PX square glyph, ink fraction, empty?).
 
     Small specks are dropped; the glyph keeps its aspect ratio (a dash stays a flat bar, a "1" a thin stroke), is
     scaled so its longest side is GLYPH_PX (tiny marks are not blown up beyond their share of the box) and centred
-    on its centre of mass, as MNIST digits are.
+    on its centre of mass, as MNIST digits are. `aspect` is the printed box's height / width: the canonical crop is
+    square whatever the box, so a tall box (2014 and 2019 C1: twice as tall as wide) arrives squashed, a "2" as flat
+    as a dash; the glyph's true shape is restored here.
     """
     h, w = ink.shape
     area = float(h * w)
@@ -171,10 +173,10 @@ def normalise_ink(ink: np.ndarray) -> tuple[np.ndarray, float, bool]:
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     glyph = ink[y0:y1, x0:x1]
     gh, gw = glyph.shape
-    longest = max(gh, gw)
+    longest = max(gh * aspect, gw)  # in horizontal canonical pixels: the glyph as written
     # Do not magnify a mark beyond what a glyph spanning 40% of the box would get.
-    s = GLYPH_PX / max(longest, 0.4 * max(h, w))
-    nh, nw = max(1, int(round(gh * s))), max(1, int(round(gw * s)))
+    s = GLYPH_PX / max(longest, 0.4 * max(h * aspect, w))
+    nh, nw = max(1, int(round(gh * aspect * s))), max(1, int(round(gw * s)))
     glyph = cv2.resize(glyph, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     tot = float(glyph.sum())
     if tot <= 0:
@@ -230,8 +232,9 @@ def drop_border_remnants(ink: np.ndarray, max_depth: int = 4) -> np.ndarray:
     return out
 
 
-def prepare_cell(crop: np.ndarray, border_px: float) -> PreparedCell:
-    """Canonical darkness crop of one box -> the classifier input and ink statistics."""
+def prepare_cell(crop: np.ndarray, border_px: float, aspect: float = 1.0) -> PreparedCell:
+    """Canonical darkness crop of one box -> the classifier input and ink statistics (`aspect`: the printed box's
+    height / width; see `normalise_ink`)."""
     (x0, x1, y0, y1), found = find_box_lines(crop, border_px)
     band = int(np.ceil(border_px / 2 + 1.5))
     inner = (slice(y0 + band, y1 - band + 1), slice(x0 + band, x1 - band + 1))
@@ -244,7 +247,7 @@ def prepare_cell(crop: np.ndarray, border_px: float) -> PreparedCell:
         [interior[:2, :].ravel(), interior[-2:, :].ravel(), interior[:, :2].ravel(), interior[:, -2:].ravel()]
     )
     touches = bool((ring > 0.5).mean() > 0.02)
-    glyph, frac, empty = normalise_ink(interior)
+    glyph, frac, empty = normalise_ink(interior, aspect)
     return PreparedCell(
         input=glyph,
         ink_fraction=frac,
@@ -271,7 +274,7 @@ def extract_box_cells(
             border_px=border_px,
             px_per_mm_photo=local_scale_px_per_mm(H, *box.center),
         )
-        cc.cell = prepare_cell(crop, border_px)
+        cc.cell = prepare_cell(crop, border_px, box.h / box.w)
         out.append(cc)
     return out
 

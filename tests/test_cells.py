@@ -80,3 +80,33 @@ def test_row_totals_are_cut_after_the_fields_where_each_row_has_a_box_per_digit(
     plano19 = get_template("ppwp-2019-plano-l2")
     assert any(f.row_totals for f in plano19.fields) and not any(f.row_totals_boxed for f in plano19.fields)
     assert list(extract_cells(dark, H, plano19)) == [f.id for f in plano19.fields]
+
+
+def _glyph_aspect(glyph: np.ndarray) -> float:
+    ys, xs = np.nonzero(glyph > 0.5)
+    return (ys.max() - ys.min() + 1) / (xs.max() - xs.min() + 1)
+
+
+def test_a_tall_box_gives_back_the_glyph_as_written():
+    """A box twice as tall as wide (2014 / 2019 C1) reaches the square canonical crop squashed by half: a digit
+    written 16 x 32 mm-ish arrives as a square blob, and a "2" as flat as a dash, unless the cell stage undoes it."""
+    from ocr.cells import box_crop
+    from ocr.templates.schema import Rect
+
+    dpmm = 10.0
+    box = Rect(x=10.0, y=10.0, w=8.5, h=17.0)
+    page = np.zeros((400, 300), np.uint8)
+    x0, y0, x1, y1 = (int(v * dpmm) for v in (box.x, box.y, box.x + box.w, box.y + box.h))
+    cv2.rectangle(page, (x0, y0), (x1, y1), 230, 3)
+    # a written stroke 2.5 mm wide and 10 mm tall: a plain "1"-like bar of aspect 4
+    cv2.rectangle(page, (x0 + 30, y0 + 35), (x0 + 55, y0 + 135), 250, -1)
+    crop = box_crop(page, np.diag([dpmm, dpmm, 1.0]), box)
+    squashed = prepare_cell(crop, 3, 1.0)
+    restored = prepare_cell(crop, 3, box.h / box.w)
+    assert _glyph_aspect(squashed.input) == pytest.approx(2.0, rel=0.2)
+    assert _glyph_aspect(restored.input) == pytest.approx(4.0, rel=0.2)
+    # and the path every field and row total takes passes the box's aspect on
+    from ocr.cells import extract_box_cells
+
+    (cut,) = extract_box_cells(page, np.diag([dpmm, dpmm, 1.0]), get_template("ppwp-2014-c1-lampiran1"), "f", [box])
+    assert _glyph_aspect(cut.cell.input) == pytest.approx(4.0, rel=0.2)
