@@ -13,7 +13,8 @@ Decoding a page (or the pages of one TPS, ocr/tps.py):
 3. A field whose best value has probability >= `routing.accept_confidence` is *fixed*: confident digits are never
    changed to satisfy a rule. The other fields are searched jointly, per connected group of hard rules: every
    plausible assignment is weighted by its probability times `form_error_weight` per hard rule it breaks (a KPPS may
-   well have written inconsistent numbers), enumerated depth-first with pruning and a node budget. The chosen values
+   well have written inconsistent numbers), enumerated depth-first with pruning and a node budget (a group over
+   budget is enumerated again over its fields' 4, then 2 most likely values; only then `search_limit`). The chosen values
    are the best-weighted assignment; a field's confidence is the posterior of its value, where the probability mass
    not enumerated counts as if it satisfied every rule (so the posterior can only understate confidence).
 4. Every rule is evaluated on the chosen values. A hard rule broken by fixed (confident) readings only is a form
@@ -311,60 +312,97 @@ def solve(
         checks: list[list[Rule]] = [[] for _ in order]
         for r in group_rules:
             checks[max(pos[f] for f in r.fields if f in member_set)].append(r)
-        doms = [variables[f].cands for f in order]
-        best_rest = [1.0] * (len(order) + 1)
-        for i in range(len(order) - 1, -1, -1):
-            best_rest[i] = best_rest[i + 1] * doms[i][0][1]
-        cutoff = prune_ratio * best_rest[0]
-
-        current = {f: variables[f].top for f in variables}
-        marg: list[dict[int | None, float]] = [{} for _ in order]
-        state = {"z": 0.0, "p": 0.0, "best_w": -1.0, "best": None, "nodes": 0, "aborted": False}
-        choice: list[int | None] = [None] * len(order)
-
-        def dfs(depth: int, p: float, w: float) -> None:
-            if state["aborted"]:
-                return
-            state["nodes"] += 1
-            if state["nodes"] > node_limit:
-                state["aborted"] = True
-                return
-            if depth == len(order):
-                pw = p * w
-                state["z"] += pw
-                state["p"] += p
-                for i, v in enumerate(choice):
-                    marg[i][v] = marg[i].get(v, 0.0) + pw
-                if pw > state["best_w"]:
-                    state["best_w"] = pw
-                    state["best"] = list(choice)
-                return
-            f = order[depth]
-            for v, pv in doms[depth]:
-                np_ = p * pv
-                if np_ * w * best_rest[depth + 1] < cutoff:
-                    break  # candidates are ranked: the rest are less likely still
-                current[f] = v
-                choice[depth] = v
-                nw = w
-                for r in checks[depth]:
-                    if not r.holds(current):  # None (a field without a number) counts as broken
-                        nw *= form_error_weight
-                dfs(depth + 1, np_, nw)
-            current[f] = variables[f].top
-
-        dfs(0, 1.0, 1.0)
-        sol.nodes += state["nodes"]
-        if state["aborted"] or state["best"] is None:
+        # A group too large to enumerate within the budget is searched again over fewer candidates per field. That
+        # is safe: the mass left out counts as if it satisfied every rule, so confidences only come out lower.
+        for width in SEARCH_WIDTHS:
+            doms = [variables[f].cands[:width] for f in order]
+            found = _search_group(
+                order, doms, checks, variables, form_error_weight=form_error_weight, node_limit=node_limit,
+                prune_ratio=prune_ratio,
+            )
+            sol.nodes += found.nodes
+            if found.best is not None:
+                break
+        if found.best is None:
             sol.limited.update(members)
             continue
-        z = state["z"] + max(0.0, 1.0 - state["p"])
+        z = found.z + max(0.0, 1.0 - found.p)
         for i, f in enumerate(order):
-            v = state["best"][i]
+            v = found.best[i]
             values[f] = v
-            conf[f] = marg[i].get(v, 0.0) / z
-            post[f] = sorted(((u, m / z) for u, m in marg[i].items()), key=lambda kv: -kv[1])
+            conf[f] = found.marg[i].get(v, 0.0) / z
+            post[f] = sorted(((u, m / z) for u, m in found.marg[i].items()), key=lambda kv: -kv[1])
     return sol
+
+
+SEARCH_WIDTHS = (None, 4, 2)  # candidates per field in the joint search: all kept, then fewer when over budget
+
+
+@dataclass
+class _GroupSearch:
+    best: list[int | None] | None  # None: the node budget ran out
+    z: float  # total weight enumerated (probability x rule penalties)
+    p: float  # total probability enumerated
+    marg: list[dict[int | None, float]]  # per field, per value: weight enumerated
+    nodes: int
+
+
+def _search_group(
+    order: list[str],
+    doms: list[list[tuple[int | None, float]]],
+    checks: list[list[Rule]],
+    variables: dict[str, Var],
+    *,
+    form_error_weight: float,
+    node_limit: int,
+    prune_ratio: float,
+) -> _GroupSearch:
+    """Depth-first enumeration of one group's assignments (fields in `order`, rules checked as soon as their last
+    field is set), pruning assignments `prune_ratio` times less likely than the best reading."""
+    best_rest = [1.0] * (len(order) + 1)
+    for i in range(len(order) - 1, -1, -1):
+        best_rest[i] = best_rest[i + 1] * doms[i][0][1]
+    cutoff = prune_ratio * best_rest[0]
+
+    current = {f: variables[f].top for f in variables}
+    marg: list[dict[int | None, float]] = [{} for _ in order]
+    state = {"z": 0.0, "p": 0.0, "best_w": -1.0, "best": None, "nodes": 0, "aborted": False}
+    choice: list[int | None] = [None] * len(order)
+
+    def dfs(depth: int, p: float, w: float) -> None:
+        if state["aborted"]:
+            return
+        state["nodes"] += 1
+        if state["nodes"] > node_limit:
+            state["aborted"] = True
+            return
+        if depth == len(order):
+            pw = p * w
+            state["z"] += pw
+            state["p"] += p
+            for i, v in enumerate(choice):
+                marg[i][v] = marg[i].get(v, 0.0) + pw
+            if pw > state["best_w"]:
+                state["best_w"] = pw
+                state["best"] = list(choice)
+            return
+        f = order[depth]
+        for v, pv in doms[depth]:
+            np_ = p * pv
+            if np_ * w * best_rest[depth + 1] < cutoff:
+                break  # candidates are ranked: the rest are less likely still
+            current[f] = v
+            choice[depth] = v
+            nw = w
+            for r in checks[depth]:
+                if not r.holds(current):  # None (a field without a number) counts as broken
+                    nw *= form_error_weight
+            dfs(depth + 1, np_, nw)
+        current[f] = variables[f].top
+
+    dfs(0, 1.0, 1.0)
+    best = None if state["aborted"] else state["best"]
+    return _GroupSearch(best, state["z"], state["p"], marg, state["nodes"])
 
 
 # ---------------------------------------------------------------------------------------------------------------

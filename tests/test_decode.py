@@ -326,3 +326,28 @@ def test_all_sure_confident_page_keeps_every_written_digit(data):
     d = decode("ppwp-2024-plano-p1", {k: sure(v) for k, v in texts.items()})
     for fid, text in texts.items():
         assert d.fields[fid].value == value_of(tuple(text)), fid
+
+
+def test_a_group_over_the_search_budget_is_searched_again_over_fewer_candidates(monkeypatch):
+    import ocr.decode as decode_mod
+
+    ev = {f: sure(t) for f, t in PAGE1.items()}
+    # Six linked fields whose last box is doubtful: each has several plausible values.
+    for f in ("I.B1.L", "I.B1.P", "I.B1.LP", "I.B4.L", "I.B4.P", "I.B4.LP"):
+        text = PAGE1[f]
+        ev[f] = sure(text[:-1]) + [box([(text[-1], 0.6), ("1" if text[-1] != "1" else "4", 0.15), ("7", 0.13)])]
+    tight = Settings(decode={"search_node_limit": 150})
+
+    monkeypatch.setattr(decode_mod, "SEARCH_WIDTHS", (None,))  # one attempt at full width: over budget
+    over = decode("ppwp-2024-plano-p1", ev, settings=tight)
+    assert any("search_limit" in f.reasons for f in over.fields.values())
+
+    monkeypatch.undo()
+    res = decode("ppwp-2024-plano-p1", ev, settings=tight)
+    assert not any("search_limit" in f.reasons for f in res.fields.values())
+    for f in ev:
+        assert res.fields[f].value == value_of(tuple(PAGE1[f].replace("-", "_")))
+    # fewer candidates enumerated means more mass left out, which only lowers confidence
+    full = decode("ppwp-2024-plano-p1", ev)
+    for f in ("I.B1.L", "I.B4.LP"):
+        assert res.fields[f].confidence <= full.fields[f].confidence + 1e-9
