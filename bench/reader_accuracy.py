@@ -201,7 +201,10 @@ def synthetic(
 ) -> None:
     from ocr.calibration import load_calibration, records_from_reading
 
-    temperature = load_calibration(None).temperature
+    from ocr.config import get_settings
+
+    # The calibration the reader applies (settings may name another file): undone so the records hold raw top-k.
+    temperature = load_calibration(get_settings().decode.calibration_file).temperature
 
     photos = sorted(p for p in corpus.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     tallies: dict[str, Tally] = {}
