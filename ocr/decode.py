@@ -15,8 +15,9 @@ Decoding a page (or the pages of one TPS, ocr/tps.py):
    plausible assignment is weighted by its probability times `form_error_weight` per hard rule it breaks (a KPPS may
    well have written inconsistent numbers), enumerated depth-first with pruning and a node budget (a group over
    budget is enumerated again over its fields' 4, then 2 most likely values; only then `search_limit`). The chosen values
-   are the best-weighted assignment; a field's confidence is the posterior of its value, where the probability mass
-   not enumerated counts as if it satisfied every rule (so the posterior can only understate confidence).
+   are the best-weighted assignment; a field's confidence is a lower bound on the posterior of its value: the
+   assignments not enumerated in which the field has another value count in full, as if they satisfied every rule,
+   and those in which it has this value count for nothing (so the posterior can only understate confidence).
 4. Every rule is evaluated on the chosen values. A hard rule broken by fixed (confident) readings only is a form
    error: `form_inconsistent`, the written numbers kept. A value that differs from the field's own best reading is a
    correction: `corrected_by_rules`, always sent to review (its own reading was not the most likely, so not confident).
@@ -326,11 +327,17 @@ def solve(
         if found.best is None:
             sol.limited.update(members)
             continue
-        z = found.z + max(0.0, 1.0 - found.p)
         for i, f in enumerate(order):
             v = found.best[i]
             values[f] = v
-            conf[f] = found.marg[i].get(v, 0.0) / z
+            # Posterior of v, bounded from below. The assignments not enumerated are unknown: the ones where this
+            # field is not v count in full, as if they satisfied every rule; the ones where it is v count for
+            # nothing (adding them to both sides could only raise the ratio). Their mass is exact: the field's own
+            # probability of not being v, less what was enumerated with another value.
+            support = found.marg[i].get(v, 0.0)
+            not_v_left = max(0.0, (1.0 - dict(variables[f].cands)[v]) - (found.p - found.pmarg[i].get(v, 0.0)))
+            z = found.z + not_v_left
+            conf[f] = support / z
             post[f] = sorted(((u, m / z) for u, m in found.marg[i].items()), key=lambda kv: -kv[1])
     return sol
 
@@ -344,6 +351,7 @@ class _GroupSearch:
     z: float  # total weight enumerated (probability x rule penalties)
     p: float  # total probability enumerated
     marg: list[dict[int | None, float]]  # per field, per value: weight enumerated
+    pmarg: list[dict[int | None, float]]  # per field, per value: probability enumerated
     nodes: int
 
 
@@ -366,6 +374,7 @@ def _search_group(
 
     current = {f: variables[f].top for f in variables}
     marg: list[dict[int | None, float]] = [{} for _ in order]
+    pmarg: list[dict[int | None, float]] = [{} for _ in order]
     state = {"z": 0.0, "p": 0.0, "best_w": -1.0, "best": None, "nodes": 0, "aborted": False}
     choice: list[int | None] = [None] * len(order)
 
@@ -382,6 +391,7 @@ def _search_group(
             state["p"] += p
             for i, v in enumerate(choice):
                 marg[i][v] = marg[i].get(v, 0.0) + pw
+                pmarg[i][v] = pmarg[i].get(v, 0.0) + p
             if pw > state["best_w"]:
                 state["best_w"] = pw
                 state["best"] = list(choice)
@@ -402,7 +412,7 @@ def _search_group(
 
     dfs(0, 1.0, 1.0)
     best = None if state["aborted"] else state["best"]
-    return _GroupSearch(best, state["z"], state["p"], marg, state["nodes"])
+    return _GroupSearch(best, state["z"], state["p"], marg, pmarg, state["nodes"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
