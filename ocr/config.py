@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,19 +27,30 @@ class ElectionProfile(BaseModel):
     max_voters_per_tps: int = Field(gt=0, description="DPT cap per TPS (300 Pemilu 2024, 500 Pilkada 2020, ...)")
     reserve_ballot_pct: float = Field(ge=0, le=0.1, description="reserve ballots as a fraction of DPT (0.02, 0.025)")
     voter_rows: tuple[str, ...] = ("DPT", "DPTb", "DPK")
+    polling_day: date | None = Field(
+        default=None, description="voting day: the forms are dated that day or the next (counting past midnight)"
+    )
 
 
 DEFAULT_PROFILES: dict[str, ElectionProfile] = {
     p.name: p
     for p in [
-        ElectionProfile(name="pemilu_2014", max_voters_per_tps=500, reserve_ballot_pct=0.02),
-        ElectionProfile(name="pemilu_2019", max_voters_per_tps=300, reserve_ballot_pct=0.02),
-        ElectionProfile(name="pemilu_2024", max_voters_per_tps=300, reserve_ballot_pct=0.02),
         ElectionProfile(
-            name="pilkada_2020", max_voters_per_tps=500, reserve_ballot_pct=0.025, voter_rows=("DPT", "DPPh", "DPTb")
+            name="pemilu_2014", max_voters_per_tps=500, reserve_ballot_pct=0.02, polling_day=date(2014, 7, 9)
         ),
         ElectionProfile(
-            name="pilkada_2024", max_voters_per_tps=600, reserve_ballot_pct=0.025, voter_rows=("DPT", "DPPh", "DPTb")
+            name="pemilu_2019", max_voters_per_tps=300, reserve_ballot_pct=0.02, polling_day=date(2019, 4, 17)
+        ),
+        ElectionProfile(
+            name="pemilu_2024", max_voters_per_tps=300, reserve_ballot_pct=0.02, polling_day=date(2024, 2, 14)
+        ),
+        ElectionProfile(
+            name="pilkada_2020", max_voters_per_tps=500, reserve_ballot_pct=0.025, voter_rows=("DPT", "DPPh", "DPTb"),
+            polling_day=date(2020, 12, 9),
+        ),
+        ElectionProfile(
+            name="pilkada_2024", max_voters_per_tps=600, reserve_ballot_pct=0.025, voter_rows=("DPT", "DPPh", "DPTb"),
+            polling_day=date(2024, 11, 27),
         ),
     ]
 }

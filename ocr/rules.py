@@ -1,10 +1,11 @@
-"""Consistency rules R1-R16 (domain.md §4) as named, versioned rule objects over field ids.
+"""Consistency rules R1-R16 (domain.md §4), and R17 (the date), as named, versioned rule objects over field ids.
 
 Rules are built from data, never from template ids:
 - each template `Constraint` (`sum(lhs) OP sum(rhs)`, or `OP profile parameter`, optionally with the reserve
   fraction `rhs_plus_fraction_param` rounded up) becomes a `LinearRule`;
 - each field's own range `[min, max]` becomes an R1 `RangeRule`, and its `cap_param` an R10 `RangeRule` against the
   election profile (skipped when a template constraint already caps that field with the same parameter);
+- the date fields (kinds date_day / date_month / date_year) become one R17 `DateRule`: polling day or the next;
 - R14 (OMR and tally-row totals against the digits), R15 (filler placement) and R16 (pages present) are structural:
   ocr/decode.py and ocr/tps.py report them with `structural_result`.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal, Mapping, Protocol, Sequence
 
 from ocr.config import ElectionProfile
@@ -56,6 +58,8 @@ CATALOGUE: dict[str, RuleInfo] = {
         RuleInfo("R14", "independent readings agree (OMR bubbles, tally-row totals vs digits)", "cross_check"),
         RuleInfo("R15", "X, dash or blank only in leading boxes", "hard"),
         RuleInfo("R16", "all pages of the form present, each in its slot", "hard"),
+        # Not in domain.md's list: the date boxes are numbers the reader must not accept when impossible either.
+        RuleInfo("R17", "the form is dated polling day or the day after (counting past midnight)", "hard"),
     ]
 }
 
@@ -191,6 +195,55 @@ class RangeRule:
         )
 
 
+DATE_PARTS = ("date_day", "date_month", "date_year")  # FieldSpec.kind of the date boxes, in (day, month, year) order
+
+
+@dataclass(frozen=True)
+class DateRule:
+    """R17: the date fields of a page read as polling day or the day after. Only the parts a page has are checked."""
+
+    name: str
+    rule: str
+    severity: Severity
+    parts: tuple[tuple[int, str], ...]  # (position in (day, month, year), field id)
+    allowed: tuple[tuple[int, int, int], ...]  # (day, month, year)
+    version: str = RULES_VERSION
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(f for _, f in self.parts)
+
+    def holds(self, values: Values) -> bool | None:
+        if _missing(self.fields, values):
+            return None
+        return any(all(values[f] == d[i] for i, f in self.parts) for d in self.allowed)
+
+    def result(self, values: Values) -> RuleResult:
+        vals = {f: values.get(f) for f in self.fields}
+        ok = self.holds(values)
+        status = "pending" if ok is None else ("pass" if ok else "fail")
+        days = " or ".join(f"{d:02d}-{m:02d}-{y}" for d, m, y in self.allowed)
+        read = "-".join("?" if values.get(f) is None else str(values.get(f)) for f in self.fields)
+        msg = {None: "not checked: a date part has no value", True: f"dated {read}", False: f"dated {read}, not {days}"}
+        return RuleResult(
+            name=self.name, rule=self.rule, severity=self.severity, status=status, fields=list(self.fields),
+            values=vals, message=msg[ok],
+        )
+
+
+def date_rule(template: Template, profile: ElectionProfile, *, qualify: str = "") -> DateRule | None:
+    if profile.polling_day is None:
+        return None
+    parts = tuple(
+        (DATE_PARTS.index(f.kind), qualify + f.id) for f in template.fields if f.kind in DATE_PARTS
+    )
+    if not parts:
+        return None
+    days = (profile.polling_day, profile.polling_day + timedelta(days=1))
+    allowed = tuple((d.day, d.month, d.year) for d in days)
+    return DateRule(f"R17_polling_date:{qualify}date", "R17", "hard", tuple(sorted(parts)), allowed)
+
+
 def bind_constraint(c: Constraint, profile: ElectionProfile, *, qualify: str = "") -> LinearRule:
     """A template (or form-set) constraint with its election parameters filled in; `qualify` prefixes field ids."""
     where = f"constraint {c.name!r}"
@@ -225,6 +278,9 @@ def page_rules(template: Template, profile: ElectionProfile, *, qualify: str = "
         if f.cap_param and (f.id, f.cap_param) not in capped_by_constraint:
             cap = int(math.floor(_param(profile, f.cap_param, f"field {f.id!r}")))
             rules.append(RangeRule(f"R10_cap:{fid}", "R10", "hard", fid, f.min, cap, f"above {f.cap_param}"))
+    dated = date_rule(template, profile, qualify=qualify)
+    if dated is not None:
+        rules.append(dated)
     return rules
 
 

@@ -351,3 +351,19 @@ def test_a_group_over_the_search_budget_is_searched_again_over_fewer_candidates(
     full = decode("ppwp-2024-plano-p1", ev)
     for f in ("I.B1.L", "I.B4.LP"):
         assert res.fields[f].confidence <= full.fields[f].confidence + 1e-9
+
+
+def test_a_date_misread_into_an_impossible_day_is_not_accepted():
+    """Seen on synthetic 2019 C1 pages: the '7' of 17 (April 2019, polling day) read as '1' at 99.6%."""
+    ev = {
+        "tanggal": [box([("1", 0.999)]), box([("1", 0.996), ("7", 0.0025)])],
+        "bulan": sure("04"),
+        "tahun": sure("2019"),
+    }
+    res = decode("ppwp-2019-c1-l2", ev)
+    day = res.fields["tanggal"]
+    assert day.status != "accepted"
+    assert any(r.startswith("rule_failed:R17") for r in day.reasons) or day.value == 17
+    honest = decode("ppwp-2019-c1-l2", {**ev, "tanggal": sure("17")})
+    assert honest.fields["tanggal"].status == "accepted"
+    assert any(r.rule == "R17" and r.status == "pass" for r in honest.rules)

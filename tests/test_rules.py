@@ -22,8 +22,36 @@ def reserve_rule(profile_name: str) -> LinearRule:
     return bind_constraint(c, SETTINGS.profile(profile_name))
 
 
-def test_catalogue_names_r1_to_r16():
-    assert list(CATALOGUE) == [f"R{i}" for i in range(1, 17)]
+def test_catalogue_names_r1_to_r16_and_the_date_rule():
+    assert list(CATALOGUE) == [f"R{i}" for i in range(1, 18)]
+
+
+@pytest.mark.parametrize(
+    "day,month,year,ok",
+    [(17, 4, 2019, True), (18, 4, 2019, True), (11, 4, 2019, False), (17, 7, 2019, False), (17, 4, 2014, False),
+     (None, 4, 2019, None)],
+)  # fmt: skip
+def test_a_c1_is_dated_polling_day_or_the_day_after(day, month, year, ok):
+    from ocr.rules import page_rules
+    from ocr.templates import get_template
+
+    t = get_template("ppwp-2019-c1-l2")
+    (rule,) = [r for r in page_rules(t, SETTINGS.profile(t.election)) if r.rule == "R17"]
+    assert rule.severity == "hard" and rule.fields == ("tanggal", "bulan", "tahun")
+    values = {"tanggal": day, "bulan": month, "tahun": year}
+    assert rule.holds(values) is ok
+    res = rule.result(values)
+    assert res.status == {True: "pass", False: "fail", None: "pending"}[ok]
+    if ok is False:
+        assert "17-04-2019 or 18-04-2019" in res.message
+
+
+def test_pages_without_date_boxes_have_no_date_rule():
+    from ocr.rules import page_rules
+    from ocr.templates import get_template
+
+    t = get_template("ppwp-2024-plano-p2")
+    assert not [r for r in page_rules(t, SETTINGS.profile(t.election)) if r.rule == "R17"]
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import date
 
 import numpy as np
 
@@ -22,14 +23,6 @@ from ocr.synth.truth import ConstraintTruth, MistakeTruth
 from ocr.templates import get_form_set, get_template, list_form_sets
 from ocr.templates.schema import Constraint, FormSet, Template
 
-# Election day per profile: the date fields of the forms.
-ELECTION_DAY: dict[str, tuple[int, int, int]] = {
-    "pemilu_2014": (9, 7, 2014),
-    "pemilu_2019": (17, 4, 2019),
-    "pemilu_2024": (14, 2, 2024),
-    "pilkada_2020": (9, 12, 2020),
-    "pilkada_2024": (27, 11, 2024),
-}
 
 
 def qualify(page: int, field_id: str) -> str:
@@ -325,8 +318,9 @@ def draw_form_tally(rng: np.random.Generator, template_id: str, mistake_rate: fl
     st = draw_station(rng, profile, max(n_options, 1), field_max)
     # the "kolom kosong" (empty column of a single-candidate race) is the last option; it counts as valid votes
     kosong = st.paslon_votes[-1] if has_kosong else None
-    day = ELECTION_DAY.get(election, (14, 2, 2024))
-    st.date = day
+    # The forms are dated on polling day (R17 also allows the next day; a generated form keeps to the day itself).
+    voting = profile.polling_day or date(2024, 2, 14)
+    st.date = (voting.day, voting.month, voting.year)
 
     values: dict[str, int] = {}
     unknown: set[str] = set()
