@@ -73,6 +73,8 @@ class Tally:
     accepted_wrong: int = 0
     review: int = 0
     field_unreadable: int = 0
+    pages_accepted: int = 0  # read pages whose every field was accepted
+    pages_review: int = 0  # read pages with at least one field for a person
     filler_as_digit: int = 0
     digit_as_filler: int = 0
     digit_as_other_digit: int = 0
@@ -115,6 +117,10 @@ class Tally:
                 self.review += 1
             else:
                 self.field_unreadable += 1
+        if reading.get("page_status") == "accepted":
+            self.pages_accepted += 1
+        elif reading.get("page_status") == "needs_review":
+            self.pages_review += 1
         return all_right
 
 
@@ -145,6 +151,8 @@ def _report(title: str, tallies: dict[str, Tally], out_json: Optional[Path]) -> 
         ("accepted-field error", lambda t: _pct(t.accepted_wrong, t.accepted)),
         ("fields to review", lambda t: _pct(t.review, t.fields)),
         ("fields unreadable", lambda t: _pct(t.field_unreadable, t.fields)),
+        ("read pages accepted whole", lambda t: _pct(t.pages_accepted, t.usable_read)),
+        ("read pages sent to review", lambda t: _pct(t.pages_review, t.usable_read)),
         ("page p50 / p95 ms", lambda t: _p(t.totals_ms)),
         ("read-stage p50 ms", lambda t: _p(t.read_ms, only50=True)),
     ]
