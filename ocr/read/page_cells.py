@@ -15,7 +15,6 @@ source of the generator and the cell stage.
 
 from __future__ import annotations
 
-import hashlib
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -24,9 +23,9 @@ import numpy as np
 
 from ocr.geometry import project
 from ocr.read.base import CLASSES
+from ocr.read.datacache import cached_arrays, source_fingerprint
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CACHE = REPO_ROOT / "runs" / "page-cells"
+DEFAULT_CACHE = Path(__file__).resolve().parents[2] / "runs" / "page-cells"
 MAX_SLIP_BOX = 0.45  # registration error allowed at a box, in box sizes, before its label is distrusted
 SEED_OFFSET = 7_000_000  # page seeds of training pages: far from any benchmark corpus seed
 
@@ -95,13 +94,6 @@ def _job(args: tuple[str, int, int, str | None]) -> tuple[np.ndarray, np.ndarray
     return harvest_page(*args)
 
 
-def _fingerprint() -> str:
-    h = hashlib.sha256()
-    for mod in _FINGERPRINT_SOURCES:
-        h.update((REPO_ROOT / mod).read_bytes())
-    return h.hexdigest()[:12]
-
-
 def build_page_cells(
     pages: int,
     seed: int,
@@ -115,28 +107,26 @@ def build_page_cells(
     from ocr.templates import list_templates
 
     templates = sorted(t.id for t in list_templates())
-    key = f"{pages}-{seed}-{data_dir}-{_fingerprint()}"
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / f"page-cells-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-        if cache.exists():
-            d = np.load(cache)
-            return d["X"], d["y"], d["page"]
-    jobs = [(templates[i % len(templates)], SEED_OFFSET + seed, i, None if data_dir is None else str(data_dir))
-            for i in range(pages)]
-    if workers > 1:
-        with get_context("fork").Pool(workers) as pool:
-            parts = pool.map(_job, jobs, chunksize=4)
-    else:
-        parts = [_job(j) for j in jobs]
-    outcomes: dict[str, int] = {}
-    for _, _, o in parts:
-        outcomes[o] = outcomes.get(o, 0) + 1
-    log(f"page cells: {pages} pages, outcomes {dict(sorted(outcomes.items()))}")
-    X = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 32, 32), np.uint8)
-    y = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
-    page = np.concatenate([np.full(len(p[1]), i, np.int64) for i, p in enumerate(parts)]) if parts else y.copy()
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cache, X=X, y=y, page=page)
-    return X, y, page
+    key = f"{pages}-{seed}-{data_dir}-{source_fingerprint(*_FINGERPRINT_SOURCES)}"
+
+    def build() -> dict[str, np.ndarray]:
+        jobs = [(templates[i % len(templates)], SEED_OFFSET + seed, i, None if data_dir is None else str(data_dir))
+                for i in range(pages)]
+        if workers > 1:
+            with get_context("fork").Pool(workers) as pool:
+                parts = pool.map(_job, jobs, chunksize=4)
+        else:
+            parts = [_job(j) for j in jobs]
+        outcomes: dict[str, int] = {}
+        for _, _, o in parts:
+            outcomes[o] = outcomes.get(o, 0) + 1
+        log(f"page cells: {pages} pages, outcomes {dict(sorted(outcomes.items()))}")
+        y = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+        return {
+            "X": np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 32, 32), np.uint8),
+            "y": y,
+            "page": np.concatenate([np.full(len(p[1]), i, np.int64) for i, p in enumerate(parts)]) if parts else y,
+        }
+
+    d = cached_arrays(cache_dir, "page-cells", key, build)
+    return d["X"], d["y"], d["page"]

@@ -10,7 +10,6 @@ torch is imported lazily: the rest of c1ocr runs without it.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import time
@@ -29,6 +28,7 @@ from ocr.read import cells_synth
 from ocr.read.base import CLASSES, N_CLASSES
 from ocr.read.cells_synth import GlyphBank, default_data_dir
 from ocr.read.cnn import DEFAULT_MODEL, CnnReader, model_card_path
+from ocr.read.datacache import cached_arrays, source_fingerprint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE = REPO_ROOT / "runs" / "cells-cache"
@@ -69,45 +69,25 @@ def _chunk_job(args: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     return cells_synth.make_cells(_BANK, n, seed, chunk)
 
 
-def _code_fingerprint() -> str:
-    """Cache key part: the generator and the cell stage; editing either invalidates cached datasets."""
-    h = hashlib.sha256()
-    for mod in ("ocr/read/cells_synth.py", "ocr/cells.py"):
-        h.update((REPO_ROOT / mod).read_bytes())
-    return h.hexdigest()[:12]
-
-
 def build_cells(
     bank: GlyphBank, n: int, seed: int, *, chunk0: int = 0, workers: int = 2, cache_dir: Path | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """n synthetic prepared cells (uint8, 255 = ink) and labels; chunk k uses generator seed (seed, chunk0 + k)."""
-    key = f"{seed}-{chunk0}-{n}-{'+'.join(bank.sources)}-{_code_fingerprint()}"
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / f"cells-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-        if cache.exists():
-            d = np.load(cache)
-            return d["X"], d["y"]
-    jobs = []
-    k = 0
-    left = n
-    while left > 0:
-        m = min(CHUNK, left)
-        jobs.append((m, seed, chunk0 + k))
-        left -= m
-        k += 1
-    if workers > 1 and len(jobs) > 1:
-        with get_context("fork").Pool(workers, initializer=_init_worker, initargs=(bank,)) as pool:
-            parts = pool.map(_chunk_job, jobs)
-    else:
-        _init_worker(bank)
-        parts = [_chunk_job(j) for j in jobs]
-    X = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts])
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cache, X=X, y=y)
-    return X, y
+    code = source_fingerprint("ocr/read/cells_synth.py", "ocr/cells.py")
+    key = f"{seed}-{chunk0}-{n}-{'+'.join(bank.sources)}-{code}"
+
+    def build() -> dict[str, np.ndarray]:
+        jobs = [(min(CHUNK, n - start), seed, chunk0 + k) for k, start in enumerate(range(0, n, CHUNK))]
+        if workers > 1 and len(jobs) > 1:
+            with get_context("fork").Pool(workers, initializer=_init_worker, initargs=(bank,)) as pool:
+                parts = pool.map(_chunk_job, jobs)
+        else:
+            _init_worker(bank)
+            parts = [_chunk_job(j) for j in jobs]
+        return {"X": np.concatenate([p[0] for p in parts]), "y": np.concatenate([p[1] for p in parts])}
+
+    d = cached_arrays(cache_dir, "cells", key, build)
+    return d["X"], d["y"]
 
 
 # --------------------------------------------------------------------------------------------------------------------
