@@ -82,6 +82,7 @@ class Tally:
     totals_ms: list = field(default_factory=list)
     read_ms: list = field(default_factory=list)
     errors: list = field(default_factory=list)
+    unlabelled: list = field(default_factory=list)  # fields whose label is "?" (illegible): what was read
 
     def add_fields(self, truth: dict[str, tuple[str, int | None]], reading: dict) -> bool:
         """truth: field id -> (box chars, value). Returns whether every field was read exactly."""
@@ -89,6 +90,10 @@ class Tally:
         for fid, (ttext, tval) in truth.items():
             fr = reading["fields"].get(fid)
             if fr is None:
+                continue
+            if tval is None and set(ttext) == {"?"}:
+                # labelled illegible / cut off: no truth to score against; listed, not counted right or wrong
+                self.unlabelled.append(f"{fid}: read {fr['text']} = {fr['value']} ({fr['status']})")
                 continue
             ptext = fr["text"]
             for tc, pc in zip(ttext, ptext):
@@ -165,6 +170,8 @@ def _report(title: str, tallies: dict[str, Tally], out_json: Optional[Path]) -> 
             console.print(f"[bold]{eng}[/] most common cell confusions: {top}")
         for e in t.errors[:10]:
             console.print(f"[red]{eng} error[/] {e}")
+        for u in t.unlabelled:
+            console.print(f"{eng} field labelled illegible (not scored): {u}")
     if out_json:
         data = {eng: {k: v for k, v in t.__dict__.items() if k not in ("confusion",)} | {
             "confusion": {f"{a}->{b}": n for (a, b), n in t.confusion.items()}} for eng, t in tallies.items()}
@@ -309,7 +316,7 @@ def real(
                 if r["status"] != "read":
                     t.errors.append(f"{img}: {r['status']} {r.get('reason')} {r.get('detail')}")
                     # every field of a refused page counts as not read
-                    t.fields += len(truth)
+                    t.fields += sum(not (v is None and set(tx) == {"?"}) for tx, v in truth.values())
                     t.forms_read += 1
                     continue
                 t.usable_read += 1
