@@ -95,7 +95,7 @@ def probs_from_topk(topk: Sequence[tuple[str, float]]) -> np.ndarray:
     return p / p.sum()
 
 
-def evidence_from_record(fields: dict[str, str | list[dict]], *, sure_p: float = 0.995) -> dict[str, list[BoxEvidence]]:
+def evidence_from_record(fields: dict[str, str | list[dict]], *, sure_p: float = 0.999) -> dict[str, list[BoxEvidence]]:
     """Box evidence from a recorded document (the probability fixtures, the calibration JSONL).
 
     Per field either a list of boxes `{"topk": [[char, p], ...], "empty": bool, "ink": float}` or, for boxes read
