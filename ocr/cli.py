@@ -57,8 +57,10 @@ def main() -> None:
         app()
     except C1Error as e:
         from rich.console import Console
+        from rich.markup import escape
 
-        Console(stderr=True).print(f"[bold red]error[/] [{e.code}] {e.message}")
+        # escape: "[model_missing]" would otherwise be read as a style tag and vanish
+        Console(stderr=True).print(f"[bold red]error[/] {escape(f'[{e.code}]')} {escape(e.message)}")
         sys.exit(int(e.exit_code))
     except KeyboardInterrupt:
         sys.exit(int(ExitCode.INTERNAL_ERROR))

@@ -76,6 +76,7 @@ def test_missing_digit_model_is_a_missing_dependency_exit_code(tmp_path):
                          capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 3, res.stderr
     assert "model" in res.stderr.lower() and "Traceback" not in res.stderr
+    assert "[model_missing]" in res.stderr  # the stable code is shown, not eaten as console markup
 
 
 def test_exit_codes(tmp_path):
