@@ -17,6 +17,7 @@ from rich.console import Console
 from sqlalchemy import select
 
 from api.settings import ServiceSettings
+from ocr.errors import error_markup
 
 console = Console(soft_wrap=True)
 DataDir = Annotated[
@@ -70,7 +71,7 @@ def create_token_cmd(
                 db, "cli", TokenIn(role=role, tps_kode=tps, region_scope=region, label=label), settings.clock()
             )
     except ApiProblem as e:
-        console.print(f"[red]error[/] [{e.code}] {e.detail}")
+        console.print(error_markup(e.code, e.detail))
         raise typer.Exit(2) from None
     except ValueError as e:
         console.print(f"[red]error[/] {e}")
@@ -93,7 +94,7 @@ def revoke_token_cmd(token_id: int, data_dir: DataDir = None, database_url: Data
         with sessions() as db, db.begin():
             revoke_token_audited(db, "cli", token_id, settings.clock())
     except ApiProblem as e:
-        console.print(f"[red]error[/] [{e.code}] {e.detail}")
+        console.print(error_markup(e.code, e.detail))
         raise typer.Exit(2) from None
     finally:
         engine.dispose()
@@ -129,7 +130,7 @@ def load_regions_cmd(csv_file: Path, data_dir: DataDir = None, database_url: Dat
         with sessions() as db, db.begin():
             n = load_regions_audited(db, "cli", csv_file.read_text(encoding="utf-8"), settings.clock())
     except ApiProblem as e:
-        console.print(f"[red]error[/] [{e.code}] {e.detail}")
+        console.print(error_markup(e.code, e.detail))
         raise typer.Exit(2) from None
     finally:
         engine.dispose()

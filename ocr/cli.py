@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from ocr.errors import C1Error, ExitCode
+from ocr.errors import C1Error, ExitCode, error_markup
 
 app = typer.Typer(
     name="c1ocr",
@@ -57,10 +57,8 @@ def main() -> None:
         app()
     except C1Error as e:
         from rich.console import Console
-        from rich.markup import escape
 
-        # escape: "[model_missing]" would otherwise be read as a style tag and vanish
-        Console(stderr=True).print(f"[bold red]error[/] {escape(f'[{e.code}]')} {escape(e.message)}")
+        Console(stderr=True).print(error_markup(e.code, e.message))
         sys.exit(int(e.exit_code))
     except KeyboardInterrupt:
         sys.exit(int(ExitCode.INTERNAL_ERROR))

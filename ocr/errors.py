@@ -156,3 +156,11 @@ class UnknownTemplate(C1Error):
     code = "unknown_template"
     exit_code = ExitCode.BAD_ARGUMENTS
     http_status = 422
+
+
+def error_markup(code: str, message: str) -> str:
+    """One console line (rich markup) for a user-facing error: `error [code] message`. The code and message are
+    escaped: rich would take "[model_missing]" for a style tag and drop it."""
+    from rich.markup import escape
+
+    return f"[bold red]error[/] {escape(f'[{code}]')} {escape(message)}"

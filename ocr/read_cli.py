@@ -55,13 +55,13 @@ def read_command(
         err.print(f"[red]error[/] unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         raise typer.Exit(int(ExitCode.BAD_ARGUMENTS))
     if template is not None:
-        from ocr.errors import UnknownTemplate
+        from ocr.errors import UnknownTemplate, error_markup
         from ocr.templates import get_template
 
         try:
             get_template(template)  # before any work
         except UnknownTemplate as e:
-            err.print(f"[red]error[/] [{e.code}] {e.message}")
+            err.print(error_markup(e.code, e.message))
             raise typer.Exit(int(e.exit_code)) from None
     paths = [str(p) for p in photos]
     missing = [p for p in paths if not Path(p).is_file()]
