@@ -56,6 +56,7 @@ class Located:
     layout_score: float = 0.0  # mean match score of the digit-box rows (0..1)
     fields_matched: int = 0
     rotation_deg: int = 0
+    print_matches: bool | None = None  # an unmarked page's print against its blank reference (None: not checked)
 
     def page_corners_px(self) -> np.ndarray:
         ps = self.template.page_size
@@ -568,6 +569,8 @@ def layout_fit(dark: np.ndarray, H: np.ndarray, template: Template, tolerance_mm
 
 
 FEATURE_LONG_SIDE = 1200  # photo resolution for feature alignment
+CONFIRM_LAYOUT_SCORE = 0.45  # below this box-row fit, an unmarked page's print must match its blank reference
+CONFIRM_MAX_DRIFT = 0.03  # feature and outline placements agree within this share of the page diagonal
 FEATURE_REF_DPMM = 2.0
 
 
@@ -730,10 +733,14 @@ def _locate_without_marker(gray: np.ndarray, dark: np.ndarray, candidates: list[
             pts = t.frame.points if t.frame.kind == "page_edges" else page_pts
             sources += [("page_edges", pts, q) for q in outlines]
         own_best = -1.0
+        own: Located | None = None
+        print_matches: bool | None = None  # did the printed content match the reference (None: not asked)
         for kind, pts, quad in sources + ([("features", None, None)] if t.reference is not None else []):
             if kind == "features":
                 # Feature alignment against the blank reference (slower): only when outlines gave no good fit.
-                Hf = align_by_features(gray, t) if own_best < 0.45 else None
+                Hf = align_by_features(gray, t) if own_best < CONFIRM_LAYOUT_SCORE else None
+                if own_best < CONFIRM_LAYOUT_SCORE:
+                    print_matches = Hf is not None and (own is None or _drift(Hf, own.H, t) < CONFIRM_MAX_DRIFT)
                 if Hf is None:
                     continue
                 hyps_extra = [(0, Hf)]
@@ -753,11 +760,10 @@ def _locate_without_marker(gray: np.ndarray, dark: np.ndarray, candidates: list[
                 H, n, score = _refine_hypothesis(dark, H0, t, model)
                 if H is None:
                     continue  # the box rows pulled the page far from its outline: they matched something else
-                own_best = max(own_best, score)
-                if score > best_score:
-                    best_score = score
+                if score > own_best:
+                    own_best = score
                     frame_px = project(H, t.frame.points)
-                    best = Located(
+                    own = Located(
                         template=t,
                         H=H,
                         method=kind,
@@ -766,6 +772,10 @@ def _locate_without_marker(gray: np.ndarray, dark: np.ndarray, candidates: list[
                         fields_matched=n,
                         rotation_deg=rot,
                     )
+        if own is not None and own.method != "features":
+            own.print_matches = print_matches
+        if own is not None and own.layout_score > best_score:
+            best, best_score = own, own.layout_score
         if best is not None and best.template.id == t.id and best_score > 0.6:
             break  # the expected/first candidate fits clearly: no need to try the others
     return best
@@ -838,4 +848,12 @@ def locate(gray: np.ndarray, *, expected: Template | None = None, min_layout_sco
         if best is not None:
             detail += f" (best guess {best.template.id}, layout score {best.layout_score:.2f})"
         return Unreadable(UnreadableReason.NOT_FOUND, detail)
+    if best.print_matches is False:
+        # A weak box-row fit alone does not make a page this form: another form's table (a DPR page, say) can fit
+        # a plano's rows about as well. Where a blank reference exists, its print must agree.
+        return Unreadable(
+            UnreadableReason.NOT_FOUND,
+            f"the digit boxes fit {best.template.id} only weakly (layout score {best.layout_score:.2f}) and the printed "
+            "page does not match its blank form",
+        )
     return best

@@ -157,3 +157,30 @@ def test_refinement_pass_that_lowers_the_fit_is_not_kept(monkeypatch):
     H_out, _, score = locate_module._refine_hypothesis(255 - scan, H, t, "affine")
     assert np.allclose(H_out, H)
     assert score == pytest.approx(locate_module.layout_fit(255 - scan, H, t))
+
+
+def _plano_photo():
+    t = get_template("ppwp-2019-plano-l2")
+    assert t.reference is not None  # the rule below applies to unmarked forms with a blank reference
+    dpmm = 4.0
+    size = (2400, 3200)
+    # the blank form's own print (the reference raster), as a real plano page would show it
+    photo, _ = photograph(blank_page(t, dpmm), dpmm, t, tilted_corners(size, margin=0.05, skew=0.02), size=size,
+                          background=60)
+    return photo
+
+
+def test_weak_box_fit_is_not_the_form_unless_its_print_matches(monkeypatch):
+    """A DPR sheet fitted the 2019 plano's box rows at 0.39: an unmarked page that fits weakly must also match its
+    blank form's print (feature alignment), else it is not found rather than read as the wrong form."""
+    photo = _plano_photo()
+    monkeypatch.setattr(locate_module, "CONFIRM_LAYOUT_SCORE", 1.01)  # every fit counts as weak here
+
+    agreed = locate(photo, expected=get_template("ppwp-2019-plano-l2"))
+    assert not isinstance(agreed, Unreadable), agreed  # the print matches: read
+    assert agreed.print_matches in (True, None)  # None: the feature placement itself won
+
+    monkeypatch.setattr(locate_module, "align_by_features", lambda gray, t: None)  # a page whose print differs
+    refused = locate(photo, expected=get_template("ppwp-2019-plano-l2"))
+    assert isinstance(refused, Unreadable) and refused.reason == UnreadableReason.NOT_FOUND
+    assert "does not match its blank form" in refused.detail
