@@ -14,8 +14,8 @@ Decoding a page (or the pages of one TPS, ocr/tps.py):
    changed to satisfy a rule. The other fields are searched jointly, per connected group of hard rules: every
    plausible assignment is weighted by its probability times `form_error_weight` per hard rule it breaks (a KPPS may
    well have written inconsistent numbers), enumerated depth-first with pruning and a node budget (a group over
-   budget is enumerated again over its fields' 4, then 2 most likely values; only then `search_limit`). The chosen values
-   are the best-weighted assignment; a field's confidence is a lower bound on the posterior of its value: the
+   budget is enumerated again over its fields' 4, then 2 most likely values; only then `search_limit`). The chosen
+   values are the best-weighted assignment; a field's confidence is a lower bound on the posterior of its value: the
    assignments not enumerated in which the field has another value count in full, as if they satisfied every rule,
    and those in which it has this value count for nothing (so the posterior can only understate confidence).
 4. Every rule is evaluated on the chosen values. A hard rule broken by fixed (confident) readings only is a form
@@ -30,8 +30,8 @@ Decoding a page (or the pages of one TPS, ocr/tps.py):
 Tally-row totals (R14, "Jumlah tiap baris"): when the caller passes evidence under the key `FieldSpec.row_total_id`
 (`"<field id>#row<i>"`, one list of boxes per row, every row of the field), their sum is cross-checked against the
 field: `R14_row_totals:<field>` carries the row values; it is pending unless every row is confidently read (or when
-no row total was written at all), and a disagreement adds `row_totals_disagree`. The rows never change the field's value and are not fields of the result.
-The pipeline reads them where each row has a box per digit (ocr/cells.py).
+no row total was written at all), and a disagreement adds `row_totals_disagree`. The rows never change the field's
+value and are not fields of the result. The pipeline reads them where each row has a box per digit (ocr/cells.py).
 """
 
 from __future__ import annotations
