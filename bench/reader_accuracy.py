@@ -91,7 +91,7 @@ class Tally:
             fr = reading["fields"].get(fid)
             if fr is None:
                 continue
-            if tval is None and set(ttext) == {"?"}:
+            if _unlabelled(ttext, tval):
                 # labelled illegible / cut off: no truth to score against; listed, not counted right or wrong
                 self.unlabelled.append(f"{fid}: read {fr['text']} = {fr['value']} ({fr['status']})")
                 continue
@@ -127,6 +127,11 @@ class Tally:
         elif reading.get("page_status") == "needs_review":
             self.pages_review += 1
         return all_right
+
+
+def _unlabelled(text: str, value: int | None) -> bool:
+    """A field labelled illegible or cut off ("?" in every box, no value): nothing to score against."""
+    return value is None and set(text) == {"?"}
 
 
 def _pct(a: int, b: int) -> str:
@@ -316,7 +321,7 @@ def real(
                 if r["status"] != "read":
                     t.errors.append(f"{img}: {r['status']} {r.get('reason')} {r.get('detail')}")
                     # every field of a refused page counts as not read
-                    t.fields += sum(not (v is None and set(tx) == {"?"}) for tx, v in truth.values())
+                    t.fields += sum(not _unlabelled(tx, v) for tx, v in truth.values())
                     t.forms_read += 1
                     continue
                 t.usable_read += 1

@@ -424,6 +424,7 @@ def train(
     yt = torch.from_numpy(y)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     val_acc = float("nan")
+    page_acc: float | None = None  # measured after every epoch; the last one goes in the card
     for ep in range(epochs):
         model.train()
         perm = torch.randperm(len(X), generator=gen)
@@ -451,7 +452,6 @@ def train(
             f"val acc {val_acc:.4f}{'' if page_acc is None else f'  page val acc {page_acc:.4f}'}  "
             f"({time.time() - te:.0f}s)"
         )
-    page_acc = _page_val_accuracy(torch, model, Xpv, ypv)
     pv = _predict(torch, model, Xv).argmax(1)
     cm = _confusion(yv, pv)
     diff = export_onnx(torch, model, Path(out), Xv[:64] if len(Xv) else X[:64])
