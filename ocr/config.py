@@ -96,6 +96,9 @@ class RoutingThresholds(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     accept_confidence: float = 0.98
+    # A value the rules chose over the field's own best reading (`corrected_by_rules`) is accepted only at this
+    # posterior confidence or above, stricter than a plain reading: the form's arithmetic, not the image, decided it.
+    accept_corrected_confidence: float = 0.995
     audit_sample_rate: float = 0.02
 
 
@@ -110,6 +113,8 @@ class DecodeSettings(BaseModel):
     # Weight of an assignment that breaks a hard rule, relative to one that satisfies it: the prior odds that the KPPS
     # wrote inconsistent numbers (common: over 40% of tallies in Mexico) rather than the reader erring.
     form_error_weight: float = 0.05
+    # Table entries the exact sums over one group may touch (ocr/decode.py); a costlier group is enumerated instead.
+    exact_cost_limit: float = 2e6
     search_node_limit: int = 20000  # joint search budget per connected group of uncertain fields
     prune_ratio: float = 1e-6  # joint assignments this much less likely than the best reading are not enumerated
     omr_min_confidence: float = 0.9  # an OMR reading below this is ignored as evidence

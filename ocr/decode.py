@@ -11,16 +11,22 @@ Decoding a page (or the pages of one TPS, ocr/tps.py):
    `max_classes_per_box`), scored by the product of box probabilities; combinations giving the same number add up.
    A confident OMR reading (PPWP page 2 bubbles) is fused in as independent evidence.
 3. A field whose best value has probability >= `routing.accept_confidence` is *fixed*: confident digits are never
-   changed to satisfy a rule. The other fields are searched jointly, per connected group of hard rules: every
-   plausible assignment is weighted by its probability times `form_error_weight` per hard rule it breaks (a KPPS may
-   well have written inconsistent numbers), enumerated depth-first with pruning and a node budget (a group over
-   budget is enumerated again over its fields' 4, then 2 most likely values; only then `search_limit`). The chosen
-   values are the best-weighted assignment; a field's confidence is a lower bound on the posterior of its value: the
-   assignments not enumerated in which the field has another value count in full, as if they satisfied every rule,
-   and those in which it has this value count for nothing (so the posterior can only understate confidence).
+   changed to satisfy a rule. The other fields are decoded jointly, per connected group of hard rules, under one
+   model: an assignment weighs its probability times `form_error_weight` per hard rule it breaks (a KPPS may well
+   have written inconsistent numbers). A field's confidence is a lower bound on the posterior of its value:
+   - Exact sums (the usual case): each field's exact distribution over every number (`value_distribution`) is split
+     into its likeliest values and an unlisted rest; variable elimination sums the weight over all listed
+     assignments per field and value (a lower bound on the value's support), and again with the unlisted rest
+     bounded from above (see `_exact_group`). The chosen value is each field's best-supported one.
+   - Enumeration, when the exact sums would cost more than `exact_cost_limit`: depth-first with pruning and a node
+     budget (a group over budget is enumerated again over its fields' 4, then 2 most likely values; only then
+     `search_limit`); the chosen values are the best-weighted assignment, and the assignments not enumerated in
+     which the field has another value count in full, as if they satisfied every rule.
+   Either way the posterior can only be understated (tests/test_decode.py checks it against brute force).
 4. Every rule is evaluated on the chosen values. A hard rule broken by fixed (confident) readings only is a form
    error: `form_inconsistent`, the written numbers kept. A value that differs from the field's own best reading is a
-   correction: `corrected_by_rules`, always sent to review (its own reading was not the most likely, so not confident).
+   correction: `corrected_by_rules`, sent to review unless its posterior confidence reaches the stricter
+   `routing.accept_corrected_confidence` (the issue's "unless the corrected reading is itself confident").
 5. Status per field: `unreadable` (no number: `filler_misplaced`, `engine_error`, `not_read`), `accepted` (confidence
    >= threshold and no blocking reason), else `needs_review` with machine-readable reasons (`low_confidence`,
    `rule_failed:<name>`, `form_inconsistent`, `corrected_by_rules`, `omr_disagrees`, `row_totals_disagree`,
@@ -218,6 +224,28 @@ def classes_for_value(value: int, n: int) -> tuple[str, ...]:
     return tuple(["X"] * (n - len(s))) + tuple(s)
 
 
+def best_spelling(box_probs: Sequence[np.ndarray], value: int) -> tuple[str, ...]:
+    """The likeliest box classes that spell `value` (leading fillers, then zeros, then its digits)."""
+    n = len(box_probs)
+    digits = str(value) if value else ""
+    m = n - len(digits)
+    best: tuple[float, tuple[str, ...]] | None = None
+    for j in range(m + 1):  # the first j boxes are fillers, the next m - j zeros
+        lead: list[str] = []
+        p = 1.0
+        for i in range(m):
+            if i < j:
+                c = "X" if box_probs[i][10] >= box_probs[i][BLANK_INDEX] else "_"
+                p *= float(max(box_probs[i][10], box_probs[i][BLANK_INDEX]))
+            else:
+                c = "0"
+                p *= float(box_probs[i][0])
+            lead.append(c)
+        if best is None or p > best[0]:
+            best = (p, tuple(lead))
+    return best[1] + tuple(digits)  # type: ignore[index]
+
+
 def fuse_omr(dist: FieldDist, box_probs: Sequence[np.ndarray], omr: OmrReading, *, min_confidence: float) -> bool:
     """Multiply in the OMR reading as independent evidence: P(omr says o | true v) = c if o == v, else shared.
 
@@ -250,6 +278,7 @@ class Var:
     id: str
     cands: list[tuple[int | None, float]]  # ranked, truncated
     fixed: bool
+    full: np.ndarray | None = None  # exact distribution over every number, then "no number" (value_distribution)
 
     @property
     def top(self) -> int | None:
@@ -263,10 +292,12 @@ class Solution:
     posterior: dict[str, list[tuple[int | None, float]]]
     limited: set[str] = field(default_factory=set)
     nodes: int = 0
+    exact: int = 0  # groups whose marginals were summed exactly
 
 
 def solve(
-    variables: dict[str, Var], rules: Sequence[Rule], *, form_error_weight: float, node_limit: int, prune_ratio: float
+    variables: dict[str, Var], rules: Sequence[Rule], *, form_error_weight: float, node_limit: int, prune_ratio: float,
+    exact_width: int = 8, exact_cost_limit: float = 2e6,
 ) -> Solution:
     """Best-weighted assignment of the non-fixed fields under the hard rules, with posterior confidences."""
     values = {vid: v.top for vid, v in variables.items()}
@@ -313,6 +344,22 @@ def solve(
         checks: list[list[Rule]] = [[] for _ in order]
         for r in group_rules:
             checks[max(pos[f] for f in r.fields if f in member_set)].append(r)
+        for width in (exact_width, 4, 2):  # fewer listed values per field only loosens the bounds
+            exact = _exact_group(
+                order, group_rules, variables, form_error_weight=form_error_weight, width=width,
+                value_floor=EXACT_VALUE_FLOOR, max_table=EXACT_MAX_TABLE, max_cost=exact_cost_limit,
+            )
+            if exact is not None:
+                break
+        if exact is not None:
+            sol.exact += 1
+            for i, f in enumerate(order):
+                lo, hi, vals = exact.lo[i], exact.hi[i], exact.values[i]
+                j = int(np.argmax(lo))
+                values[f] = vals[j]
+                conf[f] = float(lo[j] / (lo[j] + exact.hi_total - hi[j]))
+                post[f] = sorted(((u, float(lo[k] / exact.hi_total)) for k, u in enumerate(vals)), key=lambda kv: -kv[1])
+            continue
         # A group too large to enumerate within the budget is searched again over fewer candidates per field. That
         # is safe: the mass left out counts as if it satisfied every rule, so confidences only come out lower.
         for width in SEARCH_WIDTHS:
@@ -342,6 +389,9 @@ def solve(
     return sol
 
 
+EXACT_MAX_TABLE = 200_000  # entries of one rule's weight table over its uncertain fields; larger groups are enumerated
+EXACT_MAX_BOXES = 5  # a field's exact value distribution has 10^boxes entries
+EXACT_VALUE_FLOOR = 1e-3  # the exact sums list a field's likeliest values until all but this much of its mass
 SEARCH_WIDTHS = (None, 4, 2)  # candidates per field in the joint search: all kept, then fewer when over budget
 
 
@@ -413,6 +463,225 @@ def _search_group(
     dfs(0, 1.0, 1.0)
     best = None if state["aborted"] else state["best"]
     return _GroupSearch(best, state["z"], state["p"], marg, pmarg, state["nodes"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Exact sums over one group's candidate values
+
+
+def value_distribution(box_probs: Sequence[np.ndarray]) -> np.ndarray:
+    """Exact probability of every number the boxes can spell (index = value), and last of no number at all (R15: a
+    filler after a digit), from the full box vectors: leading fillers and zeros are 0."""
+    lead = 1.0  # only fillers so far
+    num = np.zeros(1)  # started (a digit seen): probability per value so far
+    nan = 0.0
+    for p in box_probs:
+        fill = float(p[10] + p[BLANK_INDEX])
+        nan += float(num.sum()) * fill
+        started = (num[:, None] * p[None, :10]).reshape(-1)
+        started[:10] += lead * p[:10]
+        num, lead = started, lead * fill
+    num[0] += lead
+    return np.append(num, nan)
+
+
+def _omr_likelihood(full: np.ndarray, omr: OmrReading) -> np.ndarray:
+    """`full` with the OMR reading multiplied in, exactly as `fuse_omr` does for the enumerated values."""
+    o, c = omr.value, min(omr.confidence, 0.9999)
+    n_values = len(full) - 1
+    lik = np.full(len(full), (1.0 - c) / (n_values - 1))
+    lik[o] = c
+    out = full * lik
+    return out / out.sum()
+
+
+@dataclass
+class _GroupSums:
+    values: list[list[int | None]]  # per field, its listed candidate values
+    lo: list[np.ndarray]  # per field, per listed value: weight summed over listed values only (a lower bound)
+    hi: list[np.ndarray]  # per field, per state (listed values, then the two unlisted states): an upper bound
+    hi_total: float
+
+
+def _pins(r: Rule, f: str) -> bool:
+    """Whether `r` holds for at most one value of `f` once the other fields are set: an equality with `f` once."""
+    if not isinstance(r, LinearRule) or r.op != "==":
+        return False
+    if (r.lhs + r.rhs).count(f) != 1:
+        return False
+    return not (r.fraction and f in r.rhs)
+
+
+def _rule_table(
+    r: Rule, free: list[str], values: dict[str, list[int | None]], variables: dict[str, Var], w: float
+) -> np.ndarray:
+    """Weight of `r` over the listed values of its uncertain fields: 1 where it holds, `w` where it breaks (no number
+    breaks it), the fixed fields at their value."""
+    shape = tuple(len(values[f]) for f in free)
+    if isinstance(r, LinearRule):
+
+        def side(fields: tuple[str, ...]) -> np.ndarray:
+            total = np.zeros(shape)
+            for f in fields:
+                if f in values:
+                    vals = np.array([np.nan if v is None else v for v in values[f]], dtype=np.float64)
+                    total = total + vals.reshape([-1 if g == f else 1 for g in free])
+                else:
+                    v = variables[f].top
+                    total = total + (np.nan if v is None else v)
+            return total
+
+        left = side(r.lhs)
+        if r.constant is not None:
+            right = np.full(shape, float(r.constant))
+        else:
+            right = side(r.rhs)
+            if r.fraction:
+                right = right + np.ceil(np.round(r.fraction * right, 9))
+        with np.errstate(invalid="ignore"):
+            ok = {"==": left == right, "<=": left <= right, ">=": left >= right}[r.op]
+        return np.where(ok, 1.0, w)
+    if isinstance(r, RangeRule) and free == [r.field]:
+        vals = np.array([np.nan if v is None else v for v in values[r.field]], dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            return np.where((vals >= r.lo) & (vals <= r.hi), 1.0, w)
+    out = np.empty(shape)
+    current = {f: variables[f].top for f in r.fields}
+    for idx in itertools.product(*(range(n) for n in shape)):
+        for f, i in zip(free, idx):
+            current[f] = values[f][i]
+        out[idx] = 1.0 if r.holds(current) else w
+    return out
+
+
+def _exact_group(
+    members: list[str], group_rules: list[Rule], variables: dict[str, Var], *, form_error_weight: float,
+    width: int, value_floor: float, max_table: int, max_cost: float,
+) -> _GroupSums | None:
+    """Sums of the rule-weighted probability over every assignment of one group, per field and value (numpy's einsum
+    eliminates the variables), or None when a field lacks its full distribution or a rule's table would exceed
+    `max_table` entries (the caller enumerates instead).
+
+    Each field lists its `width` most likely values (those above `value_floor` times the best); the rest of its mass
+    (rho, exact from `value_distribution`) is unlisted. `lo` sums over listed values only: a lower bound. `hi` bounds
+    the unlisted values from above with two states: "break", mass rho, which breaks every rule that pins the field
+    (an equality allows at most one value of it), and "match", mass m (the likeliest unlisted value), which satisfies
+    every rule. For any setting of the other fields, the unlisted values' weight is at most rho * w^k + m (k pinning
+    rules), so `hi` can only overstate; a rule with several unlisted fields weighs w only when each of them is in
+    "break" and pinned by it."""
+    if len(members) > 52 or any(variables[f].full is None for f in members):  # 52: einsum's index letters
+        return None
+    w = form_error_weight
+    axis = {f: i for i, f in enumerate(members)}
+    values: dict[str, list[int | None]] = {}
+    lo_unary: list[np.ndarray] = []
+    hi_unary: list[np.ndarray] = []
+    lo_tables: dict[tuple[int, ...], np.ndarray] = {}
+    hi_tables: dict[tuple[int, ...], np.ndarray] = {}
+    for f in members:
+        full = variables[f].full
+        order = np.argsort(-full)
+        # the likeliest values until all but `value_floor` of the mass is listed, at most `width`
+        covered = np.cumsum(full[order[:width]])
+        n_keep = min(width, int(np.searchsorted(covered, 1.0 - value_floor)) + 1)
+        keep = [int(i) for i in order[:n_keep]]
+        n_values = len(full) - 1
+        values[f] = [None if i == n_values else i for i in keep]
+        p = full[keep]
+        rest = max(0.0, 1.0 - float(p.sum()))
+        m = float(full[order[len(keep)]]) if len(keep) < len(full) else 0.0
+        lo_unary.append(p)
+        hi_unary.append(np.append(p, [rest, m]))
+    for r in group_rules:
+        free = list(dict.fromkeys(f for f in r.fields if f in axis))
+        if math.prod(len(values[f]) + 2 for f in free) > max_table:
+            return None
+        t = _rule_table(r, free, values, variables, w)
+        hi_t = np.ones(tuple(n + 2 for n in t.shape))
+        if all(_pins(r, f) for f in free):
+            # every unlisted field of the rule in "break" (index n), the others listed: the rule is broken
+            hi_t[tuple(slice(0, n + 1) for n in t.shape)] = w
+        hi_t[tuple(slice(0, n) for n in t.shape)] = t
+        key = tuple(axis[f] for f in free)
+        if key in lo_tables:  # rules over the same fields (a field's range rules, say): one table
+            lo_tables[key] = lo_tables[key] * t
+            hi_tables[key] = hi_tables[key] * hi_t
+        else:
+            lo_tables[key], hi_tables[key] = t, hi_t
+    order, cost = _elimination_order([len(u) for u in hi_unary], list(hi_tables))
+    if cost > max_cost:
+        return None
+    lo = _marginals(lo_unary, lo_tables, order)
+    hi = _marginals(hi_unary, hi_tables, order)
+    return _GroupSums([values[f] for f in members], lo, hi, float(hi[0].sum()))
+
+
+def _elimination_order(sizes: list[int], scopes: list[tuple[int, ...]]) -> tuple[list[int], float]:
+    """A greedy elimination order (each step removes the variable whose neighbourhood table is smallest) and the
+    number of table entries the forward pass touches."""
+    nbrs = [set() for _ in sizes]
+    for sc in scopes:
+        for v in sc:
+            nbrs[v].update(u for u in sc if u != v)
+    left = set(range(len(sizes)))
+    order, cost = [], 0.0
+    while left:
+        v = min(left, key=lambda u: (math.prod(sizes[x] for x in nbrs[u]) * sizes[u], u))
+        cost += math.prod(sizes[x] for x in nbrs[v]) * sizes[v]
+        for a in nbrs[v]:
+            nbrs[a].update(nbrs[v] - {a})
+            nbrs[a].discard(v)
+        left.remove(v)
+        order.append(v)
+    return order, cost
+
+
+def _marginals(unary: list[np.ndarray], tables: dict[tuple[int, ...], np.ndarray], order: list[int]) -> list[np.ndarray]:
+    """Per variable, the sum over every other variable of the product of `unary` (one vector per variable) and
+    `tables` (keyed by their variables), by bucket elimination along `order` and a backward pass down the bucket
+    tree: every marginal for about twice the cost of one sum."""
+    n = len(unary)
+    rank = {v: i for i, v in enumerate(order)}
+    own: list[list[tuple[tuple[int, ...], np.ndarray]]] = [[(( v,), unary[v])] for v in range(n)]
+    for key, t in tables.items():
+        own[min(key, key=rank.__getitem__)].append((key, t))
+    received: list[list[tuple[int, tuple[int, ...], np.ndarray]]] = [[] for _ in range(n)]  # (child, scope, message)
+    sep: list[tuple[int, ...]] = [()] * n
+    parent: list[int | None] = [None] * n
+    roots: dict[int, float] = {}
+
+    def product(parts: list[tuple[tuple[int, ...], np.ndarray]], out: tuple[int, ...]) -> np.ndarray:
+        ops: list = []
+        for sc, t in parts:
+            ops += [t, list(sc)]
+        return np.einsum(*ops, list(out))
+
+    for v in order:
+        parts = own[v] + [(sc, m) for _, sc, m in received[v]]
+        scope = tuple(sorted({u for sc, _ in parts for u in sc} - {v}, key=rank.__getitem__))
+        msg = product(parts, scope)
+        sep[v] = scope
+        if scope:
+            parent[v] = scope[0]
+            received[scope[0]].append((v, scope, msg))
+        else:
+            roots[v] = float(msg)
+    total = math.prod(roots.values())
+    down: list[np.ndarray | None] = [None] * n  # message from the parent, over sep[v]
+    out: list[np.ndarray] = [np.empty(0)] * n
+    for v in reversed(order):
+        base = list(own[v])
+        if parent[v] is not None:
+            base.append((sep[v], down[v]))
+        children = received[v]
+        root_scale = 1.0
+        if parent[v] is None:
+            root_scale = total / roots[v] if roots[v] else 0.0  # the other components' sums
+        out[v] = product(base + [(sc, m) for _, sc, m in children], (v,)) * root_scale
+        for k, (c, sc, _) in enumerate(children):
+            others = [(s2, m2) for j, (_, s2, m2) in enumerate(children) if j != k]
+            down[c] = product(base + others, sc)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -565,12 +834,16 @@ def decode_fields(
             variables[qid] = Var(qid, [(None, 0.0)], fixed=True)
             continue
         ranked = st.dist.ranked()[: ds.max_values_per_field]
-        variables[qid] = Var(qid, ranked, fixed=st.own_conf >= threshold)
+        var = variables[qid] = Var(qid, ranked, fixed=st.own_conf >= threshold)
+        if not var.fixed and len(st.probs) <= EXACT_MAX_BOXES:
+            var.full = value_distribution(st.probs)
+            if st.omr_used:
+                var.full = _omr_likelihood(var.full, st.inp.omr)  # type: ignore[arg-type]
 
     hard = [r for r in rules if r.severity == "hard"]
     sol = solve(
         variables, hard, form_error_weight=ds.form_error_weight, node_limit=ds.search_node_limit,
-        prune_ratio=ds.prune_ratio,
+        prune_ratio=ds.prune_ratio, exact_width=ds.max_values_per_field, exact_cost_limit=ds.exact_cost_limit,
     )
     values = sol.values
 
@@ -636,16 +909,23 @@ def decode_fields(
             fields[qid] = _reading(st, spec, None, chosen, 0.0, "unreadable", reasons, [], settings)
             continue
         conf = sol.confidence[qid]
+        corrected_ok = conf >= settings.routing.accept_corrected_confidence
         if v != st.own_top:
             st.reasons.append("corrected_by_rules")
         if qid in sol.limited:
             st.reasons.append("search_limit")
         if conf < threshold:
             st.reasons.append("low_confidence")
-        blocking = [r for r in st.reasons if not r.startswith(NON_BLOCKING_PREFIXES)]
+        blocking = [
+            r for r in st.reasons
+            if not r.startswith(NON_BLOCKING_PREFIXES) and not (r == "corrected_by_rules" and corrected_ok)
+        ]  # fmt: skip
         status = "needs_review" if blocking else "accepted"
         alts = [(u, p) for u, p in sol.posterior[qid] if u != v][:3]
-        fields[qid] = _reading(st, spec, v, st.dist.classes.get(v), conf, status, st.reasons, alts, settings)
+        chosen = st.dist.classes.get(v)
+        if chosen is None and v is not None:  # a value the exact sums listed but the box enumeration did not
+            chosen = best_spelling(st.probs, v)  # type: ignore[arg-type]
+        fields[qid] = _reading(st, spec, v, chosen, conf, status, st.reasons, alts, settings)
 
     if fields and all(f.status == "accepted" for f in fields.values()) and audit_selected(
         form_id, settings.routing.audit_sample_rate
