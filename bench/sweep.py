@@ -4,8 +4,8 @@
 
 The input is the JSON-lines field-record format of `ocr/calibration.py` (one line per field read, with the truth).
 Each field is re-decided on its recorded confidence: accepted at threshold t when it has a value, confidence >= t,
-and nothing but low confidence held it back (failed rules, OMR disagreement, corrections stay in review whatever the
-threshold). Pick the threshold from this curve and set it as `routing.accept_confidence` (C1OCR_ROUTING__ACCEPT_CONFIDENCE).
+and nothing but low confidence held it back (failed rules and OMR disagreement stay in review whatever the threshold;
+a correction by the rules also needs `routing.accept_corrected_confidence`). Pick the threshold from this curve and set it as `routing.accept_confidence` (C1OCR_ROUTING__ACCEPT_CONFIDENCE).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from ocr.calibration import DEFAULT_THRESHOLDS, read_records, sweep_curve
+from ocr.config import get_settings
 
 
 def sweep_command(
@@ -26,7 +27,7 @@ def sweep_command(
     if not records:
         raise SystemExit(f"{input}: no field records")
     ts = [float(t) for t in thresholds.split(",") if t.strip()]
-    rows = sweep_curve(records, ts)
+    rows = sweep_curve(records, ts, corrected_threshold=get_settings().routing.accept_corrected_confidence)
     forms = len({r.form_id for r in records})
     print(f"{len(records)} fields from {forms} forms ({input})")
     print(f"{'threshold':>9} {'accepted':>9} {'review':>8} {'unreadable':>10} {'acc.error':>10} {'wrong':>6}")

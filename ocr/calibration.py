@@ -242,11 +242,15 @@ class SweepRow(BaseModel):
     fields: int
 
 
-def sweep_curve(records: Sequence[FieldRecord], thresholds: Sequence[float]) -> list[SweepRow]:
+def sweep_curve(
+    records: Sequence[FieldRecord], thresholds: Sequence[float], *, corrected_threshold: float = 0.995
+) -> list[SweepRow]:
     """Accepted-field error against review rate, re-deciding each field on its recorded confidence.
 
     A field is accepted at threshold t when it has a value, its confidence >= t, and no reason other than low
-    confidence (or the audit sample) held it back; rule failures and OMR disagreements stay blocking.
+    confidence (or the audit sample) held it back; rule failures and OMR disagreements stay blocking. A correction
+    by the rules (`corrected_by_rules`) needs the stricter `corrected_threshold` too
+    (`routing.accept_corrected_confidence`).
     """
     rows = []
     n = len(records)
@@ -257,6 +261,8 @@ def sweep_curve(records: Sequence[FieldRecord], thresholds: Sequence[float]) -> 
                 unr += 1
                 continue
             blocking = [x for x in r.reasons if x not in THRESHOLD_REASONS and not x.startswith("rule_flagged:")]
+            if blocking == ["corrected_by_rules"] and r.confidence >= corrected_threshold:
+                blocking = []
             if r.confidence >= t and not blocking:
                 acc += 1
                 wrong += r.value != r.true_value

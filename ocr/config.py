@@ -115,6 +115,7 @@ class DecodeSettings(BaseModel):
     form_error_weight: float = 0.05
     # Table entries the exact sums over one group may touch (ocr/decode.py); a costlier group is enumerated instead.
     exact_cost_limit: float = 2e6
+    exact_values_per_field: int = 12  # values listed per uncertain field in the exact sums (more: tighter, costlier)
     search_node_limit: int = 20000  # joint search budget per connected group of uncertain fields
     prune_ratio: float = 1e-6  # joint assignments this much less likely than the best reading are not enumerated
     omr_min_confidence: float = 0.9  # an OMR reading below this is ignored as evidence

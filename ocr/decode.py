@@ -224,9 +224,21 @@ def classes_for_value(value: int, n: int) -> tuple[str, ...]:
     return tuple(["X"] * (n - len(s))) + tuple(s)
 
 
-def best_spelling(box_probs: Sequence[np.ndarray], value: int) -> tuple[str, ...]:
-    """The likeliest box classes that spell `value` (leading fillers, then zeros, then its digits)."""
+def best_spelling(box_probs: Sequence[np.ndarray], value: int | None) -> tuple[str, ...]:
+    """The likeliest box classes that spell `value` (leading fillers, then zeros, then its digits), or for None the
+    likeliest string with a filler after a digit."""
     n = len(box_probs)
+    if value is None:
+        top = [CLASSES[int(np.argmax(p))] for p in box_probs]
+        best_none: tuple[float, tuple[str, ...]] = (-1.0, tuple(top))
+        for i, j in itertools.combinations(range(n), 2):  # a digit at i, a filler at j: never a number
+            classes = list(top)
+            classes[i] = CLASSES[int(np.argmax(box_probs[i][:10]))]
+            classes[j] = "X" if box_probs[j][10] >= box_probs[j][BLANK_INDEX] else "_"
+            p = math.prod(float(box_probs[k][CLASSES.index(c)]) for k, c in enumerate(classes))
+            if p > best_none[0]:
+                best_none = (p, tuple(classes))
+        return best_none[1]
     digits = str(value) if value else ""
     m = n - len(digits)
     best: tuple[float, tuple[str, ...]] | None = None
@@ -297,7 +309,7 @@ class Solution:
 
 def solve(
     variables: dict[str, Var], rules: Sequence[Rule], *, form_error_weight: float, node_limit: int, prune_ratio: float,
-    exact_width: int = 8, exact_cost_limit: float = 2e6,
+    exact_width: int = 12, exact_cost_limit: float = 2e6,
 ) -> Solution:
     """Best-weighted assignment of the non-fixed fields under the hard rules, with posterior confidences."""
     values = {vid: v.top for vid, v in variables.items()}
@@ -344,7 +356,9 @@ def solve(
         checks: list[list[Rule]] = [[] for _ in order]
         for r in group_rules:
             checks[max(pos[f] for f in r.fields if f in member_set)].append(r)
-        for width in (exact_width, 4, 2):  # fewer listed values per field only loosens the bounds
+        for width in sorted({exact_width, 8, 4, 2}, reverse=True):  # fewer listed values only loosen the bounds
+            if width > exact_width:
+                continue
             exact = _exact_group(
                 order, group_rules, variables, form_error_weight=form_error_weight, width=width,
                 value_floor=EXACT_VALUE_FLOOR, max_table=EXACT_MAX_TABLE, max_cost=exact_cost_limit,
@@ -669,15 +683,16 @@ def _marginals(unary: list[np.ndarray], tables: dict[tuple[int, ...], np.ndarray
     total = math.prod(roots.values())
     down: list[np.ndarray | None] = [None] * n  # message from the parent, over sep[v]
     out: list[np.ndarray] = [np.empty(0)] * n
-    for v in reversed(order):
+    root_of: dict[int, int] = {}
+    for v in reversed(order):  # a parent comes before its children
         base = list(own[v])
-        if parent[v] is not None:
+        p = parent[v]
+        if p is not None:
             base.append((sep[v], down[v]))
+        root_of[v] = v if p is None else root_of[p]
         children = received[v]
-        root_scale = 1.0
-        if parent[v] is None:
-            root_scale = total / roots[v] if roots[v] else 0.0  # the other components' sums
-        out[v] = product(base + [(sc, m) for _, sc, m in children], (v,)) * root_scale
+        others = total / roots[root_of[v]] if roots[root_of[v]] else 0.0  # the other components' sums
+        out[v] = product(base + [(sc, m) for _, sc, m in children], (v,)) * others
         for k, (c, sc, _) in enumerate(children):
             others = [(s2, m2) for j, (_, s2, m2) in enumerate(children) if j != k]
             down[c] = product(base + others, sc)
@@ -843,7 +858,7 @@ def decode_fields(
     hard = [r for r in rules if r.severity == "hard"]
     sol = solve(
         variables, hard, form_error_weight=ds.form_error_weight, node_limit=ds.search_node_limit,
-        prune_ratio=ds.prune_ratio, exact_width=ds.max_values_per_field, exact_cost_limit=ds.exact_cost_limit,
+        prune_ratio=ds.prune_ratio, exact_width=ds.exact_values_per_field, exact_cost_limit=ds.exact_cost_limit,
     )
     values = sol.values
 
@@ -905,6 +920,8 @@ def decode_fields(
         spec = st.inp.spec
         if st.unreadable is not None:
             chosen = st.dist.classes.get(None) if st.dist is not None else None
+            if chosen is None and st.probs is not None and len(st.probs) > 1:
+                chosen = best_spelling(st.probs, None)
             reasons = [st.unreadable, *st.reasons]
             fields[qid] = _reading(st, spec, None, chosen, 0.0, "unreadable", reasons, [], settings)
             continue
@@ -923,7 +940,7 @@ def decode_fields(
         status = "needs_review" if blocking else "accepted"
         alts = [(u, p) for u, p in sol.posterior[qid] if u != v][:3]
         chosen = st.dist.classes.get(v)
-        if chosen is None and v is not None:  # a value the exact sums listed but the box enumeration did not
+        if chosen is None:  # a value the exact sums listed but the box enumeration did not
             chosen = best_spelling(st.probs, v)  # type: ignore[arg-type]
         fields[qid] = _reading(st, spec, v, chosen, conf, status, st.reasons, alts, settings)
 

@@ -110,6 +110,15 @@ def test_sweep_trades_review_for_accepted_error():
     assert (high.accepted, high.review, high.wrong_accepted, high.accepted_error) == (1 / 5, 3 / 5, 0, 0.0)
 
 
+def test_sweep_accepts_a_correction_by_the_rules_only_at_the_stricter_threshold():
+    rec = FieldRecord(form_id="a", field="1", boxes=[], true_value=5, value=5, confidence=0.99,
+                      reasons=["corrected_by_rules"])  # fmt: skip
+    (row,) = sweep_curve([rec], [0.98], corrected_threshold=0.995)
+    assert row.accepted == 0.0 and row.review == 1.0
+    (row,) = sweep_curve([rec], [0.98], corrected_threshold=0.99)
+    assert row.accepted == 1.0
+
+
 def test_calibrate_command_writes_a_file_the_reader_loads(tmp_path, capsys):
     src = tmp_path / "fields.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in overconfident_records(80, 4)))

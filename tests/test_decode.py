@@ -460,3 +460,42 @@ def test_best_spelling_is_the_likeliest_spelling_of_the_value(value):
     spellings = [c for c in itertools.product(CLASSES, repeat=3) if value_of(c) == value]
     brute = max(spellings, key=lambda c: np.prod([boxes[k][CLASSES.index(ch)] for k, ch in enumerate(c)]))
     assert best_spelling(boxes, value) == brute
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize(
+    "scopes",
+    [
+        [(0, 1, 2), (3, 4, 5), (0, 3, 6), (1, 4), (2, 5, 6), (6,)],  # loopy, like page 1's row and column sums
+        [(0, 1), (1, 2), (3, 4), (5,)],  # three separate components (and a lone variable)
+    ],
+)
+def test_bucket_elimination_marginals_match_a_direct_sum(seed, scopes):
+    """Every marginal from the bucket tree equals the direct sum over all assignments."""
+    from ocr.decode import _elimination_order, _marginals
+
+    rng = np.random.default_rng(seed)
+    sizes = [int(rng.integers(1, 5)) for _ in range(7)]
+    unary = [rng.random(n) for n in sizes]
+    tables = {sc: rng.random(tuple(sizes[v] for v in sc)) for sc in scopes}
+    order, _ = _elimination_order(sizes, list(tables))
+    got = _marginals(unary, tables, order)
+    ops: list = []
+    for i, u in enumerate(unary):
+        ops += [u, [i]]
+    for sc, t in tables.items():
+        ops += [t, list(sc)]
+    for i in range(len(sizes)):
+        assert np.allclose(got[i], np.einsum(*ops, [i]))
+
+
+def test_best_spelling_of_no_number_is_the_likeliest_string_with_a_filler_after_a_digit():
+    import itertools
+
+    from ocr.decode import best_spelling
+
+    rng = np.random.default_rng(5)
+    boxes = [rng.dirichlet(np.ones(12)) for _ in range(3)]
+    spellings = [c for c in itertools.product(CLASSES, repeat=3) if value_of(c) is None]
+    brute = max(spellings, key=lambda c: np.prod([boxes[k][CLASSES.index(ch)] for k, ch in enumerate(c)]))
+    assert best_spelling(boxes, None) == brute
