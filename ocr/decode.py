@@ -54,7 +54,7 @@ from ocr.calibration import Calibration, apply_temperature, load_calibration
 from ocr.config import ElectionProfile, Settings
 from ocr.read.base import BLANK_INDEX, CLASSES, N_CLASSES
 from ocr.results import BoxReading, Candidate, FieldReading, OmrReading, RuleResult
-from ocr.rules import LinearRule, RangeRule, Rule, page_rules, structural_result
+from ocr.rules import DateRule, LinearRule, RangeRule, Rule, page_rules, structural_result
 from ocr.templates.schema import FieldSpec, Template
 
 FILLERS = frozenset({"X", "_"})
@@ -555,6 +555,18 @@ def _rule_table(
         with np.errstate(invalid="ignore"):
             ok = {"==": left == right, "<=": left <= right, ">=": left >= right}[r.op]
         return np.where(ok, 1.0, w)
+    if isinstance(r, DateRule):
+        ok = np.zeros(shape, dtype=bool)
+        for day in r.allowed:
+            match = np.ones(shape, dtype=bool)
+            for i, f in r.parts:
+                if f in values:
+                    hit = np.array([v == day[i] for v in values[f]])
+                    match = match & hit.reshape([-1 if g == f else 1 for g in free])
+                elif variables[f].top != day[i]:
+                    match = np.zeros(shape, dtype=bool)
+            ok |= match
+        return np.where(ok, 1.0, w)
     if isinstance(r, RangeRule) and free == [r.field]:
         vals = np.array([np.nan if v is None else v for v in values[r.field]], dtype=np.float64)
         with np.errstate(invalid="ignore"):
@@ -583,18 +595,19 @@ def _exact_group(
     every rule. For any setting of the other fields, the unlisted values' weight is at most rho * w^k + m (k pinning
     rules), so `hi` can only overstate; a rule with several unlisted fields weighs w only when each of them is in
     "break" and pinned by it."""
-    if len(members) > 52 or any(variables[f].full is None for f in members):  # 52: einsum's index letters
+    if len(members) > 51 or any(variables[f].full is None for f in members):  # einsum's 52 indices, one for rows
         return None
     w = form_error_weight
     axis = {f: i for i, f in enumerate(members)}
     values: dict[str, list[int | None]] = {}
-    lo_unary: list[np.ndarray] = []
-    hi_unary: list[np.ndarray] = []
-    lo_tables: dict[tuple[int, ...], np.ndarray] = {}
-    hi_tables: dict[tuple[int, ...], np.ndarray] = {}
+    # One elimination does both sums: row 0 of each field's vector has the unlisted states at 0 (`lo`), row 1 has
+    # their bounds (`hi`); the rule tables are the same.
+    unary: list[np.ndarray] = []
+    tables: dict[tuple[int, ...], np.ndarray] = {}
     for f in members:
         full = variables[f].full
-        order = np.argsort(-full)
+        top = np.argpartition(-full, width)[: width + 1] if len(full) > width + 1 else np.arange(len(full))
+        order = top[np.argsort(-full[top])]  # the width + 1 likeliest, ranked: the listed ones and m
         # the likeliest values until all but `value_floor` of the mass is listed, at most `width`
         covered = np.cumsum(full[order[:width]])
         n_keep = min(width, int(np.searchsorted(covered, 1.0 - value_floor)) + 1)
@@ -603,9 +616,8 @@ def _exact_group(
         values[f] = [None if i == n_values else i for i in keep]
         p = full[keep]
         rest = max(0.0, 1.0 - float(p.sum()))
-        m = float(full[order[len(keep)]]) if len(keep) < len(full) else 0.0
-        lo_unary.append(p)
-        hi_unary.append(np.append(p, [rest, m]))
+        m = float(full[order[len(keep)]]) if len(keep) < len(order) else 0.0
+        unary.append(np.stack([np.append(p, [0.0, 0.0]), np.append(p, [rest, m])]))
     for r in group_rules:
         free = list(dict.fromkeys(f for f in r.fields if f in axis))
         if math.prod(len(values[f]) + 2 for f in free) > max_table:
@@ -617,18 +629,18 @@ def _exact_group(
             hi_t[tuple(slice(0, n + 1) for n in t.shape)] = w
         hi_t[tuple(slice(0, n) for n in t.shape)] = t
         key = tuple(axis[f] for f in free)
-        if key in lo_tables:  # rules over the same fields (a field's range rules, say): one table
-            lo_tables[key] = lo_tables[key] * t
-            hi_tables[key] = hi_tables[key] * hi_t
-        else:
-            lo_tables[key], hi_tables[key] = t, hi_t
-    order, cost = _elimination_order([len(u) for u in hi_unary], list(hi_tables))
+        # rules over the same fields (a field's range rules, say): one table
+        tables[key] = tables[key] * hi_t if key in tables else hi_t
+    order, cost = _elimination_order([u.shape[1] for u in unary], list(tables))
     if cost > max_cost:
         return None
-    lo = _marginals(lo_unary, lo_tables, order)
-    hi = _marginals(hi_unary, hi_tables, order)
+    sums = _marginals(unary, tables, order)
+    lo = [s_[0, : len(values[f])] for s_, f in zip(sums, members)]
+    hi = [s_[1] for s_ in sums]
     return _GroupSums([values[f] for f in members], lo, hi, float(hi[0].sum()))
 
+
+_ROWS = 51  # einsum index of the rows of `_marginals`' unary arrays
 
 def _elimination_order(sizes: list[int], scopes: list[tuple[int, ...]]) -> tuple[list[int], float]:
     """A greedy elimination order (each step removes the variable whose neighbourhood table is smallest) and the
@@ -651,18 +663,24 @@ def _elimination_order(sizes: list[int], scopes: list[tuple[int, ...]]) -> tuple
 
 
 def _marginals(unary: list[np.ndarray], tables: dict[tuple[int, ...], np.ndarray], order: list[int]) -> list[np.ndarray]:
-    """Per variable, the sum over every other variable of the product of `unary` (one vector per variable) and
-    `tables` (keyed by their variables), by bucket elimination along `order` and a backward pass down the bucket
-    tree: every marginal for about twice the cost of one sum."""
+    """Per variable, the sum over every other variable of the product of `unary` (one (rows, values) array per
+    variable: several sums that share the tables, done at once) and `tables` (keyed by their variables), by bucket
+    elimination along `order` and a backward pass down the bucket tree: every marginal for about twice the cost of
+    one sum. Returns a (rows, values) array per variable."""
     n = len(unary)
+    if n == 1:  # one field: every table is over it alone
+        out = unary[0]
+        for t in tables.values():
+            out = out * t
+        return [out]
     rank = {v: i for i, v in enumerate(order)}
-    own: list[list[tuple[tuple[int, ...], np.ndarray]]] = [[(( v,), unary[v])] for v in range(n)]
+    own: list[list[tuple[tuple[int, ...], np.ndarray]]] = [[((_ROWS, v), unary[v])] for v in range(n)]
     for key, t in tables.items():
         own[min(key, key=rank.__getitem__)].append((key, t))
     received: list[list[tuple[int, tuple[int, ...], np.ndarray]]] = [[] for _ in range(n)]  # (child, scope, message)
     sep: list[tuple[int, ...]] = [()] * n
     parent: list[int | None] = [None] * n
-    roots: dict[int, float] = {}
+    roots: dict[int, np.ndarray] = {}
 
     def product(parts: list[tuple[tuple[int, ...], np.ndarray]], out: tuple[int, ...]) -> np.ndarray:
         ops: list = []
@@ -672,15 +690,15 @@ def _marginals(unary: list[np.ndarray], tables: dict[tuple[int, ...], np.ndarray
 
     for v in order:
         parts = own[v] + [(sc, m) for _, sc, m in received[v]]
-        scope = tuple(sorted({u for sc, _ in parts for u in sc} - {v}, key=rank.__getitem__))
-        msg = product(parts, scope)
-        sep[v] = scope
+        scope = tuple(sorted({u for sc, _ in parts for u in sc} - {v, _ROWS}, key=rank.__getitem__))
+        msg = product(parts, (_ROWS, *scope))
+        sep[v] = (_ROWS, *scope)
         if scope:
             parent[v] = scope[0]
-            received[scope[0]].append((v, scope, msg))
+            received[scope[0]].append((v, sep[v], msg))
         else:
-            roots[v] = float(msg)
-    total = math.prod(roots.values())
+            roots[v] = msg
+    total = np.prod(np.stack(list(roots.values())), axis=0)
     down: list[np.ndarray | None] = [None] * n  # message from the parent, over sep[v]
     out: list[np.ndarray] = [np.empty(0)] * n
     root_of: dict[int, int] = {}
@@ -691,11 +709,13 @@ def _marginals(unary: list[np.ndarray], tables: dict[tuple[int, ...], np.ndarray
             base.append((sep[v], down[v]))
         root_of[v] = v if p is None else root_of[p]
         children = received[v]
-        others = total / roots[root_of[v]] if roots[root_of[v]] else 0.0  # the other components' sums
-        out[v] = product(base + [(sc, m) for _, sc, m in children], (v,)) * others
+        own_sum = roots[root_of[v]]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            others = np.where(own_sum > 0, total / own_sum, 0.0)  # the other components' sums, per row
+        out[v] = product(base + [(sc, m) for _, sc, m in children], (_ROWS, v)) * others[:, None]
         for k, (c, sc, _) in enumerate(children):
-            others = [(s2, m2) for j, (_, s2, m2) in enumerate(children) if j != k]
-            down[c] = product(base + others, sc)
+            siblings = [(s2, m2) for j, (_, s2, m2) in enumerate(children) if j != k]
+            down[c] = product(base + siblings, sc)
     return out
 
 

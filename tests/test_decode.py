@@ -476,17 +476,18 @@ def test_bucket_elimination_marginals_match_a_direct_sum(seed, scopes):
 
     rng = np.random.default_rng(seed)
     sizes = [int(rng.integers(1, 5)) for _ in range(7)]
-    unary = [rng.random(n) for n in sizes]
+    unary = [rng.random((2, n)) for n in sizes]  # two rows: two sums sharing the tables
     tables = {sc: rng.random(tuple(sizes[v] for v in sc)) for sc in scopes}
     order, _ = _elimination_order(sizes, list(tables))
     got = _marginals(unary, tables, order)
-    ops: list = []
-    for i, u in enumerate(unary):
-        ops += [u, [i]]
-    for sc, t in tables.items():
-        ops += [t, list(sc)]
-    for i in range(len(sizes)):
-        assert np.allclose(got[i], np.einsum(*ops, [i]))
+    for row in range(2):
+        ops: list = []
+        for i, u in enumerate(unary):
+            ops += [u[row], [i]]
+        for sc, t in tables.items():
+            ops += [t, list(sc)]
+        for i in range(len(sizes)):
+            assert np.allclose(got[i][row], np.einsum(*ops, [i]))
 
 
 def test_best_spelling_of_no_number_is_the_likeliest_string_with_a_filler_after_a_digit():
@@ -499,3 +500,24 @@ def test_best_spelling_of_no_number_is_the_likeliest_string_with_a_filler_after_
     spellings = [c for c in itertools.product(CLASSES, repeat=3) if value_of(c) is None]
     brute = max(spellings, key=lambda c: np.prod([boxes[k][CLASSES.index(ch)] for k, ch in enumerate(c)]))
     assert best_spelling(boxes, None) == brute
+
+
+@pytest.mark.parametrize("template_id", ["ppwp-2019-c1-l2", "ppwp-2024-plano-p1"])  # dates; sums, reserve fraction
+def test_rule_tables_match_the_rules_own_verdicts(template_id):
+    """The vectorised weight tables of the exact sums agree with each rule's `holds` on every listed combination."""
+    import itertools
+
+    from ocr.decode import Var, _rule_table
+    from ocr.rules import page_rules
+
+    t = get_template(template_id)
+    rules = page_rules(t, SETTINGS.profile(t.election))
+    rng = np.random.default_rng(0)
+    for r in rules:
+        free = list(r.fields)
+        values = {f: [None, 0, 4, 17, 2019, *map(int, rng.integers(0, 400, 3))] for f in free}
+        variables = {f: Var(f, [(values[f][1], 0.5)], fixed=False) for f in free}
+        table = _rule_table(r, free, values, variables, 0.05)
+        for idx in itertools.product(*(range(len(values[f])) for f in free)):
+            held = r.holds({f: values[f][i] for f, i in zip(free, idx)})
+            assert table[idx] == (1.0 if held else 0.05), (r.name, idx)
