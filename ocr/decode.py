@@ -311,7 +311,8 @@ def solve(
     variables: dict[str, Var], rules: Sequence[Rule], *, form_error_weight: float, node_limit: int, prune_ratio: float,
     exact_width: int = 12, exact_cost_limit: float = 2e6,
 ) -> Solution:
-    """Best-weighted assignment of the non-fixed fields under the hard rules, with posterior confidences."""
+    """Values of the non-fixed fields under the hard rules, with lower bounds on their posterior confidences: exact
+    sums per group where affordable, else the best-weighted enumerated assignment (see the module docstring)."""
     values = {vid: v.top for vid, v in variables.items()}
     conf = {vid: v.cands[0][1] for vid, v in variables.items()}
     post = {vid: list(v.cands) for vid, v in variables.items()}
@@ -352,13 +353,8 @@ def solve(
         group_rules = [r for r in informative if any(f in member_set for f in r.fields)]
         degree = {f: sum(f in r.fields for r in group_rules) for f in members}
         order = sorted(members, key=lambda f: (-degree[f], f))
-        pos = {f: i for i, f in enumerate(order)}
-        checks: list[list[Rule]] = [[] for _ in order]
-        for r in group_rules:
-            checks[max(pos[f] for f in r.fields if f in member_set)].append(r)
-        for width in sorted({exact_width, 8, 4, 2}, reverse=True):  # fewer listed values only loosen the bounds
-            if width > exact_width:
-                continue
+        # fewer listed values per field only loosen the bounds, and cost less
+        for width in [exact_width, *(x for x in (8, 4, 2) if x < exact_width)]:
             exact = _exact_group(
                 order, group_rules, variables, form_error_weight=form_error_weight, width=width,
                 value_floor=EXACT_VALUE_FLOOR, max_table=EXACT_MAX_TABLE, max_cost=exact_cost_limit,
@@ -374,6 +370,10 @@ def solve(
                 conf[f] = float(lo[j] / (lo[j] + exact.hi_total - hi[j]))
                 post[f] = sorted(((u, float(lo[k] / exact.hi_total)) for k, u in enumerate(vals)), key=lambda kv: -kv[1])
             continue
+        pos = {f: i for i, f in enumerate(order)}
+        checks: list[list[Rule]] = [[] for _ in order]
+        for r in group_rules:
+            checks[max(pos[f] for f in r.fields if f in member_set)].append(r)
         # A group too large to enumerate within the budget is searched again over fewer candidates per field. That
         # is safe: the mass left out counts as if it satisfied every rule, so confidences only come out lower.
         for width in SEARCH_WIDTHS:
@@ -584,11 +584,11 @@ def _exact_group(
     members: list[str], group_rules: list[Rule], variables: dict[str, Var], *, form_error_weight: float,
     width: int, value_floor: float, max_table: int, max_cost: float,
 ) -> _GroupSums | None:
-    """Sums of the rule-weighted probability over every assignment of one group, per field and value (numpy's einsum
-    eliminates the variables), or None when a field lacks its full distribution or a rule's table would exceed
-    `max_table` entries (the caller enumerates instead).
+    """Sums of the rule-weighted probability over every assignment of one group, per field and value (bucket
+    elimination, `_marginals`), or None when a field lacks its full distribution, a rule's table would exceed
+    `max_table` entries or the elimination `max_cost` (the caller enumerates instead).
 
-    Each field lists its `width` most likely values (those above `value_floor` times the best); the rest of its mass
+    Each field lists its likeliest values, at most `width`, until all but `value_floor` of its mass; the rest of it
     (rho, exact from `value_distribution`) is unlisted. `lo` sums over listed values only: a lower bound. `hi` bounds
     the unlisted values from above with two states: "break", mass rho, which breaks every rule that pins the field
     (an equality allows at most one value of it), and "match", mass m (the likeliest unlisted value), which satisfies
@@ -641,6 +641,7 @@ def _exact_group(
 
 
 _ROWS = 51  # einsum index of the rows of `_marginals`' unary arrays
+
 
 def _elimination_order(sizes: list[int], scopes: list[tuple[int, ...]]) -> tuple[list[int], float]:
     """A greedy elimination order (each step removes the variable whose neighbourhood table is smallest) and the
