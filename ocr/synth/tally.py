@@ -24,7 +24,6 @@ from ocr.templates import get_form_set, get_template, list_form_sets
 from ocr.templates.schema import Constraint, FormSet, Template
 
 
-
 def qualify(page: int, field_id: str) -> str:
     return f"{page}:{field_id}"
 
