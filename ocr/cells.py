@@ -174,8 +174,10 @@ def normalise_ink(ink: np.ndarray, aspect: float = 1.0) -> tuple[np.ndarray, flo
     glyph = ink[y0:y1, x0:x1]
     gh, gw = glyph.shape
     longest = max(gh * aspect, gw)  # in horizontal canonical pixels: the glyph as written
-    # Do not magnify a mark beyond what a glyph spanning 40% of the box would get.
-    s = GLYPH_PX / max(longest, 0.4 * max(h * aspect, w))
+    # Do not magnify a mark beyond what a glyph spanning 40% of the box's shorter side would get. The shorter side:
+    # in a tall box (2014 / 2019 C1) digits are written about as tall as the box is wide, and a "1" two fifths of
+    # the box's height would otherwise come out smaller than any "1" the net was trained on, like a line fragment.
+    s = GLYPH_PX / max(longest, 0.4 * min(h * aspect, w))
     nh, nw = max(1, int(round(gh * aspect * s))), max(1, int(round(gw * s)))
     glyph = cv2.resize(glyph, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     tot = float(glyph.sum())
@@ -232,12 +234,54 @@ def drop_border_remnants(ink: np.ndarray, max_depth: int = 4) -> np.ndarray:
     return out
 
 
+LINE_FALLOFF = 0.15  # a printed line ends where its darkness above the paper falls below this share of its peak
+LINE_PERCENTILE = 30  # the line's darkness profile is this percentile along the box side (see `_line_reach`)
+LINE_EXTRA_MAX_PX = 5  # at most this much (canonical px) more than the nominal band is taken as line
+
+
+def _line_reach(profile: np.ndarray, paper: float, pos: int, inward: int, band: int) -> int:
+    """How far (px) inward from `pos` the printed line's darkness reaches, at least `band`.
+
+    A scan or a soft photo blurs a hairline into a band several pixels wide; cutting the nominal border width away
+    leaves its flank inside the box, where it becomes a bar beside the digit (a thin "1" then reads as a dash, a "5"
+    beside a bar as something else). The profile is a low percentile along the box side: a line runs the whole
+    side, a digit stroke beside it only part, so the writing neither extends the line nor is cut away with it.
+    `paper` is the profile's level away from the lines.
+    """
+    n = len(profile)
+    lo, hi = max(0, pos - 2), min(n, pos + 3)
+    if hi <= lo:
+        return band
+    peak_at = lo + int(np.argmax(profile[lo:hi]))
+    level = paper + LINE_FALLOFF * (float(profile[peak_at]) - paper)
+    reach = 0
+    i = peak_at
+    while (
+        reach < band + LINE_EXTRA_MAX_PX
+        and 0 <= i + inward < n
+        and level < profile[i + inward] <= profile[i]  # a flank falls steadily; a rise is something else
+    ):
+        i += inward
+        reach = abs(i - pos)
+    return max(band, reach + 1)
+
+
 def prepare_cell(crop: np.ndarray, border_px: float, aspect: float = 1.0) -> PreparedCell:
     """Canonical darkness crop of one box -> the classifier input and ink statistics (`aspect`: the printed box's
     height / width; see `normalise_ink`)."""
     (x0, x1, y0, y1), found = find_box_lines(crop, border_px)
     band = int(np.ceil(border_px / 2 + 1.5))
-    inner = (slice(y0 + band, y1 - band + 1), slice(x0 + band, x1 - band + 1))
+    a, b = MARGIN_PX, MARGIN_PX + BOX_PX
+    side = slice(a + BOX_PX // 6, b - BOX_PX // 6)
+    # Percentile and median by partition: np.percentile and np.median cost more than the rest of this function.
+    k = (side.stop - side.start) * LINE_PERCENTILE // 100
+    col = np.partition(crop[side, :], k, axis=0)[k].astype(np.float32)
+    row = np.partition(crop[:, side], k, axis=1)[:, k].astype(np.float32)
+    pc, pr = (float(np.partition(p, CROP_PX // 2)[CROP_PX // 2]) for p in (col, row))
+    inner = (
+        slice(y0 + _line_reach(row, pr, y0, 1, band), y1 - _line_reach(row, pr, y1, -1, band) + 1),
+        slice(x0 + _line_reach(col, pc, x0, 1, band), x1 - _line_reach(col, pc, x1, -1, band) + 1),
+    )
     ink = ink_map(crop, inner)
     interior = drop_border_remnants(ink[inner])
     if interior.size == 0:

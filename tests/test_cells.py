@@ -110,3 +110,57 @@ def test_a_tall_box_gives_back_the_glyph_as_written():
 
     (cut,) = extract_box_cells(page, np.diag([dpmm, dpmm, 1.0]), get_template("ppwp-2014-c1-lampiran1"), "f", [box])
     assert _glyph_aspect(cut.cell.input) == pytest.approx(4.0, rel=0.2)
+
+
+def _ink_components(glyph: np.ndarray) -> int:
+    n, _ = cv2.connectedComponents((glyph > 0.5).astype(np.uint8), connectivity=8)
+    return n - 1
+
+
+def test_a_blurred_box_line_leaves_no_bar_beside_the_digit():
+    """A scan blurs a hairline into a band several pixels wide. Cutting only the nominal border width left its flank
+    inside the box: a bar beside the digit, and a thin "1" beside a bar read as a dash (2014 C1 scans)."""
+    img = np.zeros((CROP_PX, CROP_PX), np.uint8)
+    a, b = MARGIN_PX, MARGIN_PX + BOX_PX
+    cv2.rectangle(img, (a, a), (b, b), 255, 3)
+    img = cv2.GaussianBlur(img, (0, 0), 2.2)  # the line's flank now reaches several px past the nominal border
+    cv2.line(img, (a + 33, a + 14), (a + 31, a + 50), 200, 3)  # a thin "1" in the middle of the box
+    cell = prepare_cell(img, 2)
+    assert not cell.empty
+    edge = np.concatenate([cell.interior[:, :2].ravel(), cell.interior[:, -2:].ravel()])
+    assert (edge > 0.5).sum() == 0  # no remnant of the left or right line
+    assert _ink_components(cell.input) == 1  # the glyph is the "1" alone
+    ys, xs = np.nonzero(cell.input > 0.5)
+    assert (ys.max() - ys.min()) > 3 * (xs.max() - xs.min() + 1)  # and still a tall thin stroke
+
+
+def test_a_stroke_beside_the_box_line_is_not_cut_away_with_it():
+    """The line's extent is measured along the whole box side: a digit stroke running beside the line for part of
+    the side is writing, not line, and must survive."""
+    img = _crop(border=3)
+    a = MARGIN_PX
+    cv2.line(img, (a + 5, a + 14), (a + 5, a + 40), 250, 2)  # the upright of a "1" written close to the left line
+    cell = prepare_cell(img, 3)
+    assert not cell.empty
+    ys, xs = np.nonzero(cell.interior > 0.5)
+    assert ys.max() - ys.min() >= 24  # the stroke is kept at its full length
+    assert xs.max() - xs.min() >= 1  # and its full width
+
+
+def test_a_small_one_in_a_tall_box_is_normalised_like_any_one():
+    """In a tall box (2014 C1, twice as tall as wide) digits are written about as tall as the box is wide. The
+    magnification cap follows the box's shorter side, so a "1" a third of the box's height fills the glyph
+    height as the "1"s the net was trained on do, instead of coming out small like a line fragment."""
+    from ocr.cells import GLYPH_PX, box_crop
+    from ocr.templates.schema import Rect
+
+    dpmm = 10.0
+    box = Rect(x=10.0, y=10.0, w=8.5, h=17.0)
+    page = np.zeros((400, 300), np.uint8)
+    x0, y0, x1, y1 = (int(v * dpmm) for v in (box.x, box.y, box.x + box.w, box.y + box.h))
+    cv2.rectangle(page, (x0, y0), (x1, y1), 230, 3)
+    cv2.line(page, (x0 + 42, y0 + 60), (x0 + 40, y0 + 111), 250, 6)  # 5 mm tall: 30% of the box height
+    crop = box_crop(page, np.diag([dpmm, dpmm, 1.0]), box)
+    cell = prepare_cell(crop, 3, box.h / box.w)
+    ys, _ = np.nonzero(cell.input > 0.5)
+    assert ys.max() - ys.min() + 1 >= GLYPH_PX - 1
