@@ -738,7 +738,7 @@ class FieldInput:
 @dataclass
 class _FieldState:
     inp: FieldInput
-    probs: list[np.ndarray] | None = None
+    probs: np.ndarray | None = None  # calibrated, one row per box
     dist: FieldDist | None = None
     own_top: int | None = None
     own_conf: float = 0.0
@@ -756,15 +756,13 @@ def audit_selected(form_id: str | None, rate: float) -> bool:
     return h / 2**64 < rate
 
 
-def _calibrated(boxes: list[BoxEvidence], cal: Calibration) -> list[np.ndarray] | None:
-    out = []
-    for b in boxes:
-        if b.probs is None:
-            return None
-        p = np.asarray(b.probs, dtype=np.float64)
-        p = p / p.sum()
-        out.append(apply_temperature(p, cal.temperature))
-    return out
+def _calibrated(boxes: list[BoxEvidence], cal: Calibration) -> np.ndarray | None:
+    """The field's calibrated box probabilities, one row per box (one array op for the field, not one per box)."""
+    if any(b.probs is None for b in boxes):
+        return None
+    p = np.array([b.probs for b in boxes], dtype=np.float64).reshape(len(boxes), -1)
+    p /= p.sum(axis=1, keepdims=True)
+    return apply_temperature(p, cal.temperature)
 
 
 def _cand(char: str, p: float) -> dict:
@@ -774,15 +772,17 @@ def _cand(char: str, p: float) -> dict:
 def _box_readings(st: _FieldState, chosen: tuple[str, ...] | None, k: int) -> list[dict]:
     """Plain dicts, validated once per field by FieldReading (one pydantic-core call is much cheaper than many)."""
     boxes = st.inp.boxes or []
+    orders = np.argsort(-st.probs, axis=1)[:, :k] if st.probs is not None else None
     out = []
     for i, b in enumerate(boxes):
         probs = st.probs[i] if st.probs is not None else None
+        order = orders[i] if orders is not None else None
         if probs is None and b.probs is not None:
             probs = np.asarray(b.probs, dtype=np.float64)
+            order = np.argsort(-probs)[:k]
         if probs is None:
             char, topk = "?", []
         else:
-            order = np.argsort(-probs)[:k]
             topk = [_cand(render(CLASSES[j], b.empty), probs[j]) for j in order]
             cls = chosen[i] if chosen is not None else CLASSES[int(order[0])]
             char = render(cls, b.empty)

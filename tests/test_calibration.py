@@ -171,3 +171,23 @@ def test_bench_sweep_prints_the_curve(tmp_path, capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "120 fields from 20 forms" in out and out.count("%") >= 8
+
+
+def test_bench_decode_speed_decodes_every_recorded_page(tmp_path, capsys):
+    from bench.decode_speed import main
+
+    def rec(form_id: str, field: str, text: str) -> dict:
+        boxes = [{"topk": [[c, 0.97], ["7" if c != "7" else "1", 0.02]], "empty": c == "_"} for c in text]
+        return {"form_id": form_id, "template": "ppwp-2024-plano-p2", "field": field, "boxes": boxes,
+                "true_value": None}  # fmt: skip
+
+    lines = [rec(f"page{i}", f, t) for i in range(3) for f, t in (("IV.1", "X62"), ("IV.2", "105"), ("IV.3", "X38"))]
+    lines.append({**rec("untemplated", "F1", "123"), "template": ""})  # no template: cannot be decoded, skipped
+    src = tmp_path / "fields.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    with pytest.raises(SystemExit) as e:
+        main(["--input", str(src), "--repeat", "2", "--slowest", "3"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "3 pages from" in out and "p50" in out and "p95" in out
+    assert sum(f"page{i}" in out for i in range(3)) == 3  # the slowest-pages list names decoded pages
