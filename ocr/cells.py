@@ -236,7 +236,7 @@ def drop_border_remnants(ink: np.ndarray, max_depth: int = 4) -> np.ndarray:
 
 LINE_FALLOFF = 0.15  # a printed line ends where its darkness above the paper falls below this share of its peak
 LINE_PERCENTILE = 30  # the line's darkness profile is this percentile along the box side (see `_line_reach`)
-LINE_EXTRA_MAX_PX = 5  # at most this much (canonical px) more than the nominal band is taken as line
+LINE_EXTRA_MAX_PX = 5  # at most this much (canonical px) beyond the nominal band is taken as the line's flank
 
 
 def _line_reach(profile: np.ndarray, paper: float, pos: int, inward: int, band: int) -> int:
@@ -245,8 +245,9 @@ def _line_reach(profile: np.ndarray, paper: float, pos: int, inward: int, band: 
     A scan or a soft photo blurs a hairline into a band several pixels wide; cutting the nominal border width away
     leaves its flank inside the box, where it becomes a bar beside the digit (a thin "1" then reads as a dash, a "5"
     beside a bar as something else). The profile is a low percentile along the box side: a line runs the whole
-    side, a digit stroke beside it only part, so the writing neither extends the line nor is cut away with it.
-    `paper` is the profile's level away from the lines.
+    side, a digit stroke beside it only part, so writing does not make the line look wider. `paper` is the
+    profile's level away from the lines. `prepare_cell` takes the line's own darkness off its flank rather than
+    cutting the flank away, so a loop written across the line keeps the part that lies in the flank.
     """
     n = len(profile)
     lo, hi = max(0, pos - 2), min(n, pos + 3)
@@ -278,11 +279,23 @@ def prepare_cell(crop: np.ndarray, border_px: float, aspect: float = 1.0) -> Pre
     col = np.partition(crop[side, :], k, axis=0)[k].astype(np.float32)
     row = np.partition(crop[:, side], k, axis=1)[:, k].astype(np.float32)
     pc, pr = (float(np.partition(p, CROP_PX // 2)[CROP_PX // 2]) for p in (col, row))
-    inner = (
-        slice(y0 + _line_reach(row, pr, y0, 1, band), y1 - _line_reach(row, pr, y1, -1, band) + 1),
-        slice(x0 + _line_reach(col, pc, x0, 1, band), x1 - _line_reach(col, pc, x1, -1, band) + 1),
-    )
-    ink = ink_map(crop, inner)
+    # The line's flank beyond the nominal band: its own darkness is taken off, so what stays is writing that
+    # crosses it (a loop over the box line survives, a bare flank does not).
+    clean = crop.astype(np.float32)
+    for prof, paper, pos, inward, horizontal in (
+        (row, pr, y0, 1, True), (row, pr, y1, -1, True), (col, pc, x0, 1, False), (col, pc, x1, -1, False)
+    ):
+        reach = _line_reach(prof, paper, pos, inward, band)
+        for d in range(band, reach):
+            i = pos + inward * d
+            if 0 <= i < CROP_PX:
+                excess = max(0.0, float(prof[i]) - paper)
+                if horizontal:
+                    clean[i, :] = np.maximum(clean[i, :] - excess, 0.0)
+                else:
+                    clean[:, i] = np.maximum(clean[:, i] - excess, 0.0)
+    inner = (slice(y0 + band, y1 - band + 1), slice(x0 + band, x1 - band + 1))
+    ink = ink_map(clean, inner)
     interior = drop_border_remnants(ink[inner])
     if interior.size == 0:
         interior = ink[MARGIN_PX:-MARGIN_PX, MARGIN_PX:-MARGIN_PX]

@@ -134,7 +134,7 @@ def test_a_blurred_box_line_leaves_no_bar_beside_the_digit():
     assert (ys.max() - ys.min()) > 3 * (xs.max() - xs.min() + 1)  # and still a tall thin stroke
 
 
-def test_a_stroke_beside_the_box_line_is_not_cut_away_with_it():
+def test_a_stroke_beside_the_box_line_is_not_taken_for_line():
     """The line's extent is measured along the whole box side: a digit stroke running beside the line for part of
     the side is writing, not line, and must survive."""
     img = _crop(border=3)
