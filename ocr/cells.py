@@ -254,13 +254,15 @@ def _line_reach(profile: np.ndarray, paper: float, pos: int, inward: int, band: 
     if hi <= lo:
         return band
     peak_at = lo + int(np.argmax(profile[lo:hi]))
-    level = paper + LINE_FALLOFF * (float(profile[peak_at]) - paper)
+    height = float(profile[peak_at]) - paper
+    level = paper + LINE_FALLOFF * height
+    wobble = 2.0 + 0.05 * height  # a thick line's flat top wobbles a little; a real rise is something else
     reach = 0
     i = peak_at
     while (
         reach < band + LINE_EXTRA_MAX_PX
         and 0 <= i + inward < n
-        and level < profile[i + inward] <= profile[i]  # a flank falls steadily; a rise is something else
+        and level < profile[i + inward] <= profile[i] + wobble  # a flank falls steadily
     ):
         i += inward
         reach = abs(i - pos)
