@@ -8,8 +8,8 @@ times; a page's time is the median of its runs, so one scheduler hiccup does not
 it measures one core (numpy here is single-threaded), and other load on that core shows up in every number.
 
 The records keep each box's three likeliest classes, not all twelve, and no OMR or tally-row readings, so the
-offline decode has fewer alternatives per box than the pipeline's: the numbers bound the rule work from below on
-those pages, and are the same workload for comparing two versions of the decoder back to back.
+offline decode has fewer alternatives per box than the pipeline's and likely less work on the same pages; it is
+the same workload for comparing two versions of the decoder back to back.
 """
 
 from __future__ import annotations

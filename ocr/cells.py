@@ -175,8 +175,8 @@ def normalise_ink(ink: np.ndarray, aspect: float = 1.0) -> tuple[np.ndarray, flo
     gh, gw = glyph.shape
     longest = max(gh * aspect, gw)  # in horizontal canonical pixels: the glyph as written
     # Do not magnify a mark beyond what a glyph spanning 40% of the box's shorter side would get. The shorter side:
-    # in a tall box (2014 / 2019 C1) digits are written about as tall as the box is wide, and a "1" two fifths of
-    # the box's height would otherwise come out smaller than any "1" the net was trained on, like a line fragment.
+    # in a tall box (2014 / 2019 C1) digits are written about as tall as the box is wide, and a "1" under two fifths
+    # of the box's height would otherwise come out smaller than any "1" the net was trained on, like a line fragment.
     s = GLYPH_PX / max(longest, 0.4 * min(h * aspect, w))
     nh, nw = max(1, int(round(gh * aspect * s))), max(1, int(round(gw * s)))
     glyph = cv2.resize(glyph, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
