@@ -641,6 +641,7 @@ def _exact_group(
 
 
 _ROWS = 51  # einsum index of the rows of `_marginals`' unary arrays
+EINSUM_PLAN_SIZE = 20_000  # a bucket whose joint index space is larger is contracted pair by pair
 
 
 def _elimination_order(sizes: list[int], scopes: list[tuple[int, ...]]) -> tuple[list[int], float]:
@@ -685,9 +686,14 @@ def _marginals(unary: list[np.ndarray], tables: dict[tuple[int, ...], np.ndarray
 
     def product(parts: list[tuple[tuple[int, ...], np.ndarray]], out: tuple[int, ...]) -> np.ndarray:
         ops: list = []
+        dims: dict[int, int] = {}
         for sc, t in parts:
             ops += [t, list(sc)]
-        return np.einsum(*ops, list(out))
+            dims.update(zip(sc, t.shape))
+        # One joint loop over every index is cheapest for small buckets; a large one is contracted pair by pair
+        # (numpy's greedy path), which costs a planning step but sums each index out as early as it can.
+        big = len(parts) > 2 and math.prod(dims.values()) > EINSUM_PLAN_SIZE
+        return np.einsum(*ops, list(out), optimize="greedy" if big else False)
 
     for v in order:
         parts = own[v] + [(sc, m) for _, sc, m in received[v]]

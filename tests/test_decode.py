@@ -470,9 +470,13 @@ def test_best_spelling_is_the_likeliest_spelling_of_the_value(value):
         [(0, 1), (1, 2), (3, 4), (5,)],  # three separate components (and a lone variable)
     ],
 )
-def test_bucket_elimination_marginals_match_a_direct_sum(seed, scopes):
-    """Every marginal from the bucket tree equals the direct sum over all assignments."""
+@pytest.mark.parametrize("plan_size", [0, 10**12])  # every bucket contracted pair by pair / in one joint loop
+def test_bucket_elimination_marginals_match_a_direct_sum(seed, scopes, plan_size, monkeypatch):
+    """Every marginal from the bucket tree equals the direct sum over all assignments, whichever way numpy contracts
+    a bucket."""
     from ocr.decode import _elimination_order, _marginals
+
+    monkeypatch.setattr("ocr.decode.EINSUM_PLAN_SIZE", plan_size)
 
     rng = np.random.default_rng(seed)
     sizes = [int(rng.integers(1, 5)) for _ in range(7)]
