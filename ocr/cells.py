@@ -26,6 +26,8 @@ CROP_PX = BOX_PX + 2 * MARGIN_PX
 CELL_PX = 32  # classifier input side
 GLYPH_PX = 24  # longest side of the normalised glyph inside CELL_PX
 SEARCH_PX = 10  # how far (canonical px) the box lines are searched around their predicted position
+# The middle of a box side, where a line's darkness profile is read: away from the corners where lines cross.
+SIDE = slice(MARGIN_PX + BOX_PX // 6, MARGIN_PX + BOX_PX - BOX_PX // 6)
 
 EMPTY_INK_FRACTION = 0.004  # below this much ink (of the box interior) a box is empty
 SPECK_FRACTION = 0.0025  # connected ink blobs smaller than this (of the interior) are noise
@@ -106,9 +108,8 @@ def find_box_lines(crop: np.ndarray, border_px: float) -> tuple[tuple[int, int, 
     offset of the opposite line when that one was found (boxes keep their size).
     """
     a, b = MARGIN_PX, MARGIN_PX + BOX_PX
-    inner = slice(a + BOX_PX // 6, b - BOX_PX // 6)  # avoid the corners where lines cross
-    col = crop[inner, :].astype(np.float32).mean(axis=0)
-    row = crop[:, inner].astype(np.float32).mean(axis=1)
+    col = crop[SIDE, :].astype(np.float32).mean(axis=0)
+    row = crop[:, SIDE].astype(np.float32).mean(axis=1)
     x0, fx0 = _find_line(col, a, border_px)
     x1, fx1 = _find_line(col, b, border_px)
     y0, fy0 = _find_line(row, a, border_px)
@@ -274,12 +275,10 @@ def prepare_cell(crop: np.ndarray, border_px: float, aspect: float = 1.0) -> Pre
     height / width; see `normalise_ink`)."""
     (x0, x1, y0, y1), found = find_box_lines(crop, border_px)
     band = int(np.ceil(border_px / 2 + 1.5))
-    a, b = MARGIN_PX, MARGIN_PX + BOX_PX
-    side = slice(a + BOX_PX // 6, b - BOX_PX // 6)
     # Percentile and median by partition: np.percentile and np.median cost more than the rest of this function.
-    k = (side.stop - side.start) * LINE_PERCENTILE // 100
-    col = np.partition(crop[side, :], k, axis=0)[k].astype(np.float32)
-    row = np.partition(crop[:, side], k, axis=1)[:, k].astype(np.float32)
+    k = (SIDE.stop - SIDE.start) * LINE_PERCENTILE // 100
+    col = np.partition(crop[SIDE, :], k, axis=0)[k].astype(np.float32)
+    row = np.partition(crop[:, SIDE], k, axis=1)[:, k].astype(np.float32)
     pc, pr = (float(np.partition(p, CROP_PX // 2)[CROP_PX // 2]) for p in (col, row))
     # The line's flank beyond the nominal band: its own darkness is taken off, so what stays is writing that
     # crosses it (a loop over the box line survives, a bare flank does not).
