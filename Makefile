@@ -30,8 +30,9 @@ install-dev: test-system-deps $(BIN)/python
 demo: install
 	$(BIN)/c1ocr serve --load-samples samples
 
+# Exit code 1 means "some photo is unreadable": the samples include a blurry and a cut-off photo on purpose.
 read-samples: install
-	$(BIN)/c1ocr read samples/*.jpg
+	$(BIN)/c1ocr read samples/*.jpg || [ $$? -eq 1 ]
 
 test: install-dev
 	$(BIN)/python -m pytest -q -n 2
