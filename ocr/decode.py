@@ -224,6 +224,11 @@ def classes_for_value(value: int, n: int) -> tuple[str, ...]:
     return tuple(["X"] * (n - len(s))) + tuple(s)
 
 
+def _likeliest_filler(p: np.ndarray) -> tuple[str, float]:
+    """The box's likelier filler, an X or an empty box (a dash reads as empty), with its probability."""
+    return ("X", float(p[10])) if p[10] >= p[BLANK_INDEX] else ("_", float(p[BLANK_INDEX]))
+
+
 def best_spelling(box_probs: Sequence[np.ndarray], value: int | None) -> tuple[str, ...]:
     """The likeliest box classes that spell `value` (leading fillers, then zeros, then its digits), or for None the
     likeliest string with a filler after a digit."""
@@ -234,7 +239,7 @@ def best_spelling(box_probs: Sequence[np.ndarray], value: int | None) -> tuple[s
         for i, j in itertools.combinations(range(n), 2):  # a digit at i, a filler at j: never a number
             classes = list(top)
             classes[i] = CLASSES[int(np.argmax(box_probs[i][:10]))]
-            classes[j] = "X" if box_probs[j][10] >= box_probs[j][BLANK_INDEX] else "_"
+            classes[j] = _likeliest_filler(box_probs[j])[0]
             p = math.prod(float(box_probs[k][CLASSES.index(c)]) for k, c in enumerate(classes))
             if p > best_none[0]:
                 best_none = (p, tuple(classes))
@@ -247,8 +252,8 @@ def best_spelling(box_probs: Sequence[np.ndarray], value: int | None) -> tuple[s
         p = 1.0
         for i in range(m):
             if i < j:
-                c = "X" if box_probs[i][10] >= box_probs[i][BLANK_INDEX] else "_"
-                p *= float(max(box_probs[i][10], box_probs[i][BLANK_INDEX]))
+                c, pc = _likeliest_filler(box_probs[i])
+                p *= pc
             else:
                 c = "0"
                 p *= float(box_probs[i][0])
@@ -766,7 +771,7 @@ def _calibrated(boxes: list[BoxEvidence], cal: Calibration) -> np.ndarray | None
     """The field's calibrated box probabilities, one row per box (one array op for the field, not one per box)."""
     if any(b.probs is None for b in boxes):
         return None
-    p = np.array([b.probs for b in boxes], dtype=np.float64).reshape(len(boxes), -1)
+    p = np.array([b.probs for b in boxes], dtype=np.float64).reshape(len(boxes), N_CLASSES)
     p /= p.sum(axis=1, keepdims=True)
     return apply_temperature(p, cal.temperature)
 
