@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from api.settings import ServiceSettings
@@ -50,6 +51,10 @@ def _sessions(settings: ServiceSettings):  # noqa: ANN202
 admin_app = typer.Typer(help="Tokens and regions of the service.", no_args_is_help=True, add_completion=False)
 
 
+# TokenIn's fields as create-token spells them, so a validation error names the option the user typed.
+_TOKEN_OPTIONS = {"role": "--role", "tps_kode": "--tps", "region_scope": "--region", "label": "--label"}
+
+
 @admin_app.command("create-token")
 def create_token_cmd(
     role: Annotated[str, typer.Option(help="kpps, verifier or admin")],
@@ -73,8 +78,9 @@ def create_token_cmd(
     except ApiProblem as e:
         console.print(error_markup(e.code, e.detail))
         raise typer.Exit(2) from None
-    except ValueError as e:
-        console.print(f"[red]error[/] {e}")
+    except ValidationError as e:  # the options do not fit TokenIn: name each bad option, as the HTTP API does
+        bad = "; ".join(f"{_TOKEN_OPTIONS.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in e.errors())
+        console.print(error_markup("invalid_request", f"{bad}; see c1ocr admin create-token --help"))
         raise typer.Exit(2) from None
     finally:
         engine.dispose()

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ocr.errors import BadInput, ExitCode
+from ocr.errors import BadInput, ExitCode, error_markup
 
 ENGINES = ("ensemble", "cnn", "tesseract")
 
@@ -52,10 +52,10 @@ def read_command(
 ) -> None:
     err = Console(stderr=True)
     if engine not in ENGINES:
-        err.print(f"[red]error[/] unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        err.print(error_markup("unknown_engine", f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}"))
         raise typer.Exit(int(ExitCode.BAD_ARGUMENTS))
     if template is not None:
-        from ocr.errors import UnknownTemplate, error_markup
+        from ocr.errors import UnknownTemplate
         from ocr.templates import get_template
 
         try:
@@ -66,7 +66,7 @@ def read_command(
     paths = [str(p) for p in photos]
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
-        err.print(f"[red]error[/] no such file: {', '.join(missing)}")
+        err.print(error_markup("file_not_found", f"no such file: {', '.join(missing)}; check the path"))
         raise typer.Exit(int(ExitCode.BAD_ARGUMENTS))
     dbg = str(debug) if debug else None
     results: list[dict] = []

@@ -54,3 +54,17 @@ def test_cli_audit_verify(api) -> None:  # noqa: ANN001
         conn.execute(text("UPDATE audit_events SET actor = 'token:999' WHERE seq = 1"))
     bad = CliRunner().invoke(audit_app, ["verify", "--data-dir", data_dir])
     assert bad.exit_code == 1 and "seq 1" in bad.output
+
+
+def test_cli_create_token_rejects_bad_options_with_a_code(tmp_path) -> None:  # noqa: ANN001
+    from api.cli import admin_app
+
+    long_label = "x" * 201  # TokenIn allows 200 characters
+    res = CliRunner().invoke(admin_app, ["create-token", "--role", "verifier", "--label", long_label,
+                                         "--data-dir", str(tmp_path)])
+    assert res.exit_code == 2, res.output
+    assert "[invalid_request]" in res.output and "--label" in res.output
+    assert "Traceback" not in res.output and isinstance(res.exception, SystemExit)
+    ok = CliRunner().invoke(admin_app, ["create-token", "--role", "verifier", "--data-dir", str(tmp_path)])
+    assert ok.exit_code == 0, ok.output
+    assert "c1_verifier_" in ok.output

@@ -88,4 +88,7 @@ def test_exit_codes(tmp_path):
     res = runner.invoke(app, ["read", str(junk), "--json"])
     assert res.exit_code == 4 and json.loads(res.stdout)["reason"] == "unsupported_format"
     assert runner.invoke(app, ["read", str(PHOTOS[0]), "--template", "no-such-form"]).exit_code == 2
-    assert runner.invoke(app, ["read", str(tmp_path / "missing.jpg")]).exit_code == 2
+    missing = runner.invoke(app, ["read", str(tmp_path / "missing.jpg")])
+    assert missing.exit_code == 2 and "[file_not_found]" in missing.output
+    engine = runner.invoke(app, ["read", str(PHOTOS[0]), "--engine", "abacus"])
+    assert engine.exit_code == 2 and "[unknown_engine]" in engine.output
