@@ -784,6 +784,19 @@ def _locate_without_marker(gray: np.ndarray, dark: np.ndarray, candidates: list[
 # --------------------------------------------------------------------------------------------------- entry point
 
 
+def _marked_sheet_runs_off(gray: np.ndarray, bgr: np.ndarray | None, marks: np.ndarray, *, min_marks: int) -> bool:
+    """Whether the sheet's outline follows the photo's own edge while corner marks of a tagged page are visible (so
+    the page is sharp enough that framing, not focus, lost the tag)."""
+    if len(marks) < min_marks:
+        return False
+    h, w = gray.shape[:2]
+    sheet = find_page_quads(gray, bgr)[0]
+    margin = 3.0  # a cut sheet's outline follows the photo's own edge
+    touches = bool((sheet[:, 0] < margin).any() or (sheet[:, 1] < margin).any()
+                   or (sheet[:, 0] > w - 1 - margin).any() or (sheet[:, 1] > h - 1 - margin).any())
+    return touches and not _is_scan_frame(sheet, gray.shape)
+
+
 def locate(gray: np.ndarray, *, expected: Template | None = None, min_layout_score: float = 0.35,
            bgr: np.ndarray | None = None) -> Located | Unreadable:
     """Identify the page and register it. `gray` is the working image (upright as loaded); `bgr`, when given,
@@ -816,13 +829,7 @@ def locate(gray: np.ndarray, *, expected: Template | None = None, min_layout_sco
     if expected is not None and expected.marker is not None:
         # The slot is a tagged page and no tag is in the photo: an old unmarked form would be a guess. A sheet
         # running off the photo's edge says why the tag is missing.
-        h, w = gray.shape[:2]
-        sheet = find_page_quads(gray, bgr)[0]
-        margin = 3.0  # a cut sheet's outline follows the photo's own edge
-        touches = (sheet[:, 0] < margin).any() or (sheet[:, 1] < margin).any() or (sheet[:, 0] > w - 1 - margin).any() or (
-            sheet[:, 1] > h - 1 - margin).any()
-        # ...and corner marks are visible, so the page is sharp enough that framing, not focus, lost the tag.
-        if touches and not _is_scan_frame(sheet, gray.shape) and len(find_checker_candidates(gray)) >= 1:
+        if _marked_sheet_runs_off(gray, bgr, marks, min_marks=1):
             return Unreadable(UnreadableReason.CUT_OFF, f"the sheet runs off the photo and the page tag of {expected.id} is not in it")
         return Unreadable(UnreadableReason.NOT_FOUND, f"the page tag of {expected.id} is not in the photo")
     candidates = [t for t in list_templates() if t.frame.kind != "checker_fiducials"]
@@ -844,6 +851,10 @@ def locate(gray: np.ndarray, *, expected: Template | None = None, min_layout_sco
                 f"the page does not match {expected.id} (layout score {own_score:.2f}) nor clearly another form",
             )
     if best is None or best.layout_score < min_layout_score:
+        if _marked_sheet_runs_off(gray, bgr, marks, min_marks=2):
+            # No slot named the page, no unmarked form fits, and a tagged page's corner marks lie on a sheet that
+            # leaves the photo: the framing lost the tag, and "retake with all four corners" is the instruction.
+            return Unreadable(UnreadableReason.CUT_OFF, f"{len(marks)} corner marks seen on a sheet that runs off the photo, and no page tag")
         detail = "no form marker, corner squares or digit-box layout found"
         if best is not None:
             detail += f" (best guess {best.template.id}, layout score {best.layout_score:.2f})"

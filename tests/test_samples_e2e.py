@@ -53,6 +53,14 @@ def test_sample_reads_as_its_truth_says(photo):
             assert got["status"] != "accepted", (f["id"], f["text"], got["text"])  # a misread is never accepted
 
 
+@pytest.mark.parametrize("photo", [p for p in PHOTOS if _truth(p)["unreadable_reason"]], ids=lambda p: p.stem)
+def test_unusable_sample_gets_its_reason_without_a_slot(photo):
+    # `c1ocr read samples/*.jpg` names no page: the retake reason must not depend on the slot being known.
+    res = CliRunner().invoke(app, ["read", str(photo), "--json"])
+    r = json.loads(res.stdout.strip().splitlines()[-1])
+    assert res.exit_code == 1 and r["reason"] == _truth(photo)["unreadable_reason"], (r["reason"], r.get("detail"))
+
+
 def test_clean_samples_are_almost_all_read_exactly():
     right = total = 0
     for photo in PHOTOS:
