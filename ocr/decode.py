@@ -623,10 +623,15 @@ def _exact_group(
         rest = max(0.0, 1.0 - float(p.sum()))
         m = float(full[order[len(keep)]]) if len(keep) < len(order) else 0.0
         unary.append(np.stack([np.append(p, [0.0, 0.0]), np.append(p, [rest, m])]))
-    for r in group_rules:
-        free = list(dict.fromkeys(f for f in r.fields if f in axis))
-        if math.prod(len(values[f]) + 2 for f in free) > max_table:
-            return None
+    # Sizes alone say whether the sums are affordable: check before building any table (a group over budget is
+    # tried again narrower, and the tables are most of the cost of a try).
+    frees = [list(dict.fromkeys(f for f in r.fields if f in axis)) for r in group_rules]
+    if any(math.prod(len(values[f]) + 2 for f in free) > max_table for free in frees):
+        return None
+    order, cost = _elimination_order([u.shape[1] for u in unary], list({tuple(axis[f] for f in free) for free in frees}))
+    if cost > max_cost:
+        return None
+    for r, free in zip(group_rules, frees):
         t = _rule_table(r, free, values, variables, w)
         hi_t = np.ones(tuple(n + 2 for n in t.shape))
         if all(_pins(r, f) for f in free):
@@ -636,9 +641,6 @@ def _exact_group(
         key = tuple(axis[f] for f in free)
         # rules over the same fields (a field's range rules, say): one table
         tables[key] = tables[key] * hi_t if key in tables else hi_t
-    order, cost = _elimination_order([u.shape[1] for u in unary], list(tables))
-    if cost > max_cost:
-        return None
     sums = _marginals(unary, tables, order)
     lo = [s_[0, : len(values[f])] for s_, f in zip(sums, members)]
     hi = [s_[1] for s_ in sums]
