@@ -59,6 +59,23 @@ def test_seven_segment_and_stroke_glyphs_have_distinct_shapes():
 
 
 @needs_shared
+def test_no_digit_smudges_do_not_stand_upright_like_a_one():
+    # The "_" class must not contain what a thick "1" looks like after normalisation: an upright elongated blob.
+    rng = np.random.default_rng(5)
+    seen = 0
+    while seen < 300:
+        ink, kind = cells_synth.blank_mark_glyph(rng)
+        if kind != "smudge":
+            continue
+        seen += 1
+        m = cv2.moments((ink > 0.3).astype(np.float32))
+        cov = np.array([[m["mu20"], m["mu11"]], [m["mu11"], m["mu02"]]]) / max(m["m00"], 1.0)
+        evals, evecs = np.linalg.eigh(cov)
+        if evals[1] > 4.0 * max(evals[0], 1e-6):  # elongated (axis ratio above 2)
+            major = evecs[:, 1]  # (x, y) of the long axis
+            assert abs(major[1]) < abs(major[0]) * np.tan(np.radians(50)), (kind, major)
+
+
 def test_bank_keeps_the_writer_split():
     train = GlyphBank.load(SHARED, "train", use_fonts=False)
     val = GlyphBank.load(SHARED, "val", use_fonts=False)

@@ -284,9 +284,13 @@ def blank_mark_glyph(rng: np.random.Generator) -> tuple[np.ndarray, str]:
     if kind == "smudge":
         img = np.zeros((40, 40), np.float32)
         for _ in range(int(rng.integers(1, 4))):
-            cx, cy = rng.uniform(12, 28, 2)
-            cv2.ellipse(img, (int(cx), int(cy)), (int(rng.uniform(3, 10)), int(rng.uniform(2, 6))),
-                        float(rng.uniform(0, 180)), 0, 360, float(rng.uniform(0.5, 1.0)), -1, cv2.LINE_AA)
+            # An elongated smudge, or a row of blobs, lies near horizontal: stood upright it is a thick "1" once
+            # normalised, and a net taught to call that "no digit" reads real thick ones as a dash.
+            cx, cy = rng.uniform(10, 30), rng.uniform(17, 23)
+            a, b = rng.uniform(3, 10), rng.uniform(2, 6)
+            angle = rng.uniform(-35, 35) if a > 1.5 * b else rng.uniform(0, 180)
+            cv2.ellipse(img, (int(cx), int(cy)), (int(a), int(b)), float(angle), 0, 360, float(rng.uniform(0.5, 1.0)),
+                        -1, cv2.LINE_AA)
         return _crop_ink(cv2.GaussianBlur(img, (0, 0), rng.uniform(0.8, 2.0))), kind
     # wave: a tilde-like filler
     w = rng.uniform(20, 50)
