@@ -218,12 +218,6 @@ def field_distribution(box_probs: Sequence[np.ndarray], *, floor: float, max_cla
     return FieldDist(probs, {v: b[1] for v, b in best.items()})
 
 
-def classes_for_value(value: int, n: int) -> tuple[str, ...]:
-    """Box classes spelling a value that was not enumerated from the boxes (e.g. proposed by OMR)."""
-    s = str(value) if value else ""
-    return tuple(["X"] * (n - len(s))) + tuple(s)
-
-
 def _likeliest_filler(p: np.ndarray) -> tuple[str, float]:
     """The box's likelier filler, an X or an empty box (a dash reads as empty), with its probability."""
     return ("X", float(p[10])) if p[10] >= p[BLANK_INDEX] else ("_", float(p[BLANK_INDEX]))
@@ -276,7 +270,7 @@ def fuse_omr(dist: FieldDist, box_probs: Sequence[np.ndarray], omr: OmrReading, 
         return False
     if o not in dist.probs:
         dist.probs[o] = value_probability(box_probs, o)
-        dist.classes[o] = classes_for_value(o, len(box_probs))
+        dist.classes[o] = best_spelling(box_probs, o)  # its likeliest spelling in these boxes
     other = (1.0 - c) / (n_values - 1)
     covered = sum(dist.probs.values())
     leftover = max(0.0, 1.0 - covered)

@@ -210,6 +210,18 @@ def test_omr_agreement_raises_confidence_and_disagreement_is_flagged():
     assert r.status == "fail" and r.severity == "cross_check" and r.values == {"digits": 62, "omr": 82}
 
 
+def test_a_value_only_the_omr_proposes_is_spelled_with_the_boxes_own_filler():
+    from ocr.results import OmrReading
+
+    ev = {"IV.1": sure("-62"), "IV.2": sure("105"), "IV.3": sure("X38")}
+    ev["IV.1"][1] = box([("6", 0.85), ("8", 0.13), ("7", 0.01)])  # 7 is below the box floor: not enumerated
+    omr = OmrReading(digits=[None, 7, 2], value=72, confidence=0.999, fills=[])
+    f = decode("ppwp-2024-plano-p2", ev, omr={"IV.1": omr}).fields["IV.1"]
+    # The digits and the bubbles disagree, so a person decides; the text shows the OMR's value as these boxes
+    # would spell it (the leading dash the officer wrote), not a made-up X.
+    assert f.value == 72 and f.text == "-72" and f.status == "needs_review" and "omr_disagrees" in f.reasons
+
+
 def test_row_totals_cross_check_the_field_without_changing_it():
     ev = {"IV.1": sure("X62"), "IV.2": sure("105"), "IV.3": sure("X38")}
     rows = {f"IV.1#row{i}": sure(text) for i, text in enumerate(["60", "X2", "__", "X0", "--"])}
