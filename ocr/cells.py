@@ -204,7 +204,8 @@ def drop_border_remnants(ink: np.ndarray, max_depth: int = 4) -> np.ndarray:
 
     From each edge inwards, rows (or columns) that are inked along most of their length are border, not writing:
     a digit crossing the box line covers only a short stretch of it. Then any thin blob along an edge that runs most
-    of its length goes too (a border line that is not quite parallel to the crop)."""
+    of its length goes too (a border line that is not quite parallel to the crop), and a thin blob out of a corner
+    that runs a fifth of it (a line darker or bowed at one end leaves only that end inside)."""
     out = ink.copy()
     h, w = out.shape
     top, bottom, left, right = 0, h, 0, w  # the part still considered interior
@@ -223,15 +224,22 @@ def drop_border_remnants(ink: np.ndarray, max_depth: int = 4) -> np.ndarray:
         if (out[top:bottom, right - 1] > 0.5).mean() > 0.6:
             out[:, right - 1] = 0.0
             right -= 1
-    binary = (out > 0.5).astype(np.uint8)
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    # Components of the ink, and again of its faint pixels too: a remnant that fades in and out along the line falls
+    # apart into pieces each too short to be line, and only its faint pixels join them; a blurred line's faint halo
+    # makes it look thick, so the ink alone says it is thin.
     edge = 3
-    for i in range(1, n):
-        x, y, ww, hh, _ = stats[i]
-        vertical = ww <= max(3, 0.12 * w) and hh >= 0.6 * h and (x <= edge or x + ww >= w - edge)
-        horizontal = hh <= max(3, 0.12 * h) and ww >= 0.6 * w and (y <= edge or y + hh >= h - edge)
-        if vertical or horizontal:
-            out[cv2.dilate((lab == i).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0] = 0.0
+    for level in (0.5, 0.2):
+        n, lab, stats, _ = cv2.connectedComponentsWithStats((out > level).astype(np.uint8), connectivity=8)
+        for i in range(1, n):
+            x, y, ww, hh, _ = stats[i]
+            at_left_right = x <= edge or x + ww >= w - edge
+            at_top_bottom = y <= edge or y + hh >= h - edge
+            # Along an edge for most of its length; or out of a corner for a fifth of it (a line darker or bowed at
+            # one end leaves only that end inside: a digit's stroke is not both thin and hugging the corner).
+            vertical = ww <= max(3, 0.12 * w) and at_left_right and (hh >= 0.6 * h or (at_top_bottom and hh >= 0.2 * h))
+            horizontal = hh <= max(3, 0.12 * h) and at_top_bottom and (ww >= 0.6 * w or (at_left_right and ww >= 0.2 * w))
+            if vertical or horizontal:
+                out[cv2.dilate((lab == i).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0] = 0.0
     return out
 
 

@@ -164,3 +164,37 @@ def test_a_small_one_in_a_tall_box_is_normalised_like_any_one():
     cell = prepare_cell(crop, 3, box.h / box.w)
     ys, _ = np.nonzero(cell.input > 0.5)
     assert ys.max() - ys.min() + 1 >= GLYPH_PX - 1
+
+
+def test_a_line_remnant_out_of_a_corner_goes_but_a_one_by_the_edge_stays():
+    """A box line darker at one end (or bowed) leaves only that end inside the box: a thin bar out of a corner,
+    under the old rule's "most of the side" length. Kept, it shrank the digit beside it to a fragment once
+    normalised (2014 C1 scans). A thin upright stroke by the edge that does not come out of a corner is writing."""
+    from ocr.cells import drop_border_remnants
+
+    ink = np.zeros((59, 59), np.float32)
+    ink[0:15, 56:59] = 1.0  # the right line's top end, a quarter of the side
+    cv2.line(ink, (20, 20), (38, 20), 1.0, 3)  # a "7"
+    cv2.line(ink, (38, 20), (27, 45), 1.0, 3)
+    out = drop_border_remnants(ink)
+    assert out[0:15, 54:59].max() == 0.0  # the remnant is gone
+    assert out[18:47, 18:41].sum() == pytest.approx(ink[18:47, 18:41].sum())  # the digit is untouched
+
+    one = np.zeros((59, 59), np.float32)
+    one[14:40, 55:58] = 1.0  # a "1" written against the right edge, clear of both corners
+    assert drop_border_remnants(one).sum() == pytest.approx(one.sum())
+
+
+def test_a_remnant_that_fades_in_and_out_is_still_one_line():
+    """A faint remnant breaks into pieces at the ink threshold, each too short to be line; its faint pixels join
+    them (2014 C1 scans: a bar beside a "4" that shrank it once normalised)."""
+    from ocr.cells import drop_border_remnants
+
+    ink = np.zeros((59, 59), np.float32)
+    ink[12:58, 55:58] = 0.35  # faint along the whole run...
+    for y0 in (14, 26, 38, 50):
+        ink[y0 : y0 + 7, 55:58] = 0.9  # ...darker in pieces of 7 rows, each far under the side's length
+    cv2.line(ink, (15, 25), (40, 25), 1.0, 3)  # a digit's bar
+    out = drop_border_remnants(ink)
+    assert out[:, 53:].max() == 0.0
+    assert out[20:30, 14:42].sum() == pytest.approx(ink[20:30, 14:42].sum())

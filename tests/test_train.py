@@ -56,6 +56,16 @@ def test_seven_segment_and_stroke_glyphs_have_distinct_shapes():
     assert eight.shape[1] > 0.4 * eight.shape[0]
     assert cells_synth.stroke_glyph(rng, 2) is None
     assert cells_synth.stroke_glyph(rng, 7) is not None
+    # Skeletons run down to y = 1.6 of their unit cell: the bottom segment of a 2 is drawn, not cut off.
+    two = cells_synth.seven_segment_glyph(rng, 2)
+    assert (two[-6:, :] > 0.5).any(axis=0).mean() > 0.7
+    # Some 1s have a foot curving right (an "l"): ink in the bottom right, away from the stem.
+    footed = 0
+    for _ in range(60):
+        g = cells_synth.stroke_glyph(rng, 1)
+        h, w = g.shape
+        footed += g[int(0.85 * h):, int(0.75 * w):].max() > 0.5 and g[: int(0.6 * h), int(0.75 * w):].max() < 0.1
+    assert 5 <= footed <= 40
 
 
 @needs_shared

@@ -178,6 +178,9 @@ _STROKES: dict[int, list[list[list[tuple[float, float]]]]] = {
         [[(0.5, 0.0), (0.5, 1.6)]],  # plain bar
         [[(0.15, 0.35), (0.5, 0.0), (0.5, 1.6)]],  # with the "hat"
         [[(0.15, 0.35), (0.5, 0.0), (0.5, 1.6)], [(0.2, 1.6), (0.8, 1.6)]],  # hat and shoes
+        # a foot curving right, as many KPPS write it (an "l"): without one seen, the nets read it as a dash
+        [[(0.4, 0.0), (0.4, 1.3), (0.5, 1.52), (0.85, 1.48)]],
+        [[(0.1, 0.35), (0.4, 0.0), (0.4, 1.3), (0.5, 1.52), (0.85, 1.48)]],  # hat and foot
     ],
     4: [
         [[(0.7, 1.6), (0.7, 0.0), (0.0, 1.1), (1.0, 1.1)]],  # closed 4
@@ -194,9 +197,12 @@ _STROKES: dict[int, list[list[list[tuple[float, float]]]]] = {
 def _draw_polylines(
     rng: np.random.Generator, lines: list[list[tuple[float, float]]], w: float, h: float, thick: int, jitter: float
 ) -> np.ndarray:
-    """Polylines on a unit cell scaled to (w, h) px, with per-point jitter, as a cropped ink image."""
+    """Polylines on a unit cell scaled to (w, h) px, with per-point jitter, as a cropped ink image. Points may lie
+    beyond the unit cell (digit skeletons run down to y = 1.6): the canvas covers them all."""
     pad = thick + 4
-    img = np.zeros((int(h + 2 * pad), int(w + 2 * pad)), np.uint8)
+    x_max = max(x for line in lines for x, _ in line)
+    y_max = max(y for line in lines for _, y in line)
+    img = np.zeros((int(max(1.0, y_max) * h + 2 * pad), int(max(1.0, x_max) * w + 2 * pad)), np.uint8)
     for line in lines:
         pts = np.array([(pad + x * w, pad + y * h) for x, y in line], np.float64)
         pts += rng.normal(0, jitter, pts.shape)
