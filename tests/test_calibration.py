@@ -171,6 +171,11 @@ def test_bench_sweep_prints_the_curve(tmp_path, capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "120 fields from 20 forms" in out and out.count("%") >= 8
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--input", str(src), "--thresholds", "0.9,0.99", "--corrected", "0.98,0.995"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.count("corrections by the rules accepted from confidence") == 2 and out.count("%") >= 16
 
 
 def test_bench_decode_speed_decodes_every_recorded_page(tmp_path, capsys):
