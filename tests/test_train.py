@@ -272,3 +272,18 @@ def test_merged_ensemble_is_the_mean_of_its_members_and_the_reader_loads_it(tmp_
 
     with pytest.raises(BadInput):
         train_mod.merge_models(members[:1], tmp_path / "one.onnx")
+
+
+def test_upright_bars_labelled_no_digit_are_left_out_of_the_page_cells():
+    from ocr.read.train import drop_upright_bars_labelled_blank
+
+    def glyph(h: int, w: int) -> np.ndarray:
+        g = np.zeros((CELL_PX, CELL_PX), np.uint8)
+        g[(CELL_PX - h) // 2 : (CELL_PX + h) // 2, (CELL_PX - w) // 2 : (CELL_PX + w) // 2] = 255
+        return g
+
+    bar, dash, dot = glyph(24, 5), glyph(4, 24), glyph(5, 5)
+    X = np.stack([bar, bar, dash, dot])
+    y = np.array([BLANK_INDEX, CLASSES.index("1"), BLANK_INDEX, BLANK_INDEX])
+    # a kept box line in an empty box looks like a "1": left out; the same bar labelled "1", a dash, a dot: kept
+    assert drop_upright_bars_labelled_blank(X, y).tolist() == [False, True, True, True]

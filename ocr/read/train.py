@@ -25,7 +25,7 @@ import typer
 from ocr.cells import BOX_PX, CELL_PX, CROP_PX, MARGIN_PX, prepare_cell
 from ocr.errors import BadInput, MissingDependency
 from ocr.read import cells_synth
-from ocr.read.base import CLASSES, N_CLASSES
+from ocr.read.base import BLANK_INDEX, CLASSES, N_CLASSES
 from ocr.read.cells_synth import GlyphBank, default_data_dir
 from ocr.read.cnn import DEFAULT_MODEL, CnnReader, model_card_path
 from ocr.read.datacache import cached_arrays, source_fingerprint
@@ -357,6 +357,23 @@ class TrainResult:
     card: dict
 
 
+UPRIGHT_BAR_ASPECT = 2.5  # a prepared glyph this many times taller than wide is a bar: to the net, a "1"
+
+
+def drop_upright_bars_labelled_blank(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Which page cells to keep: not those labelled "no digit" whose glyph is an upright bar.
+
+    Such a cell is a box line the cell stage kept in an empty box. It looks exactly like a "1", and teaching the net
+    to call it "no digit" taught it to read real thick "1"s as dashes (the synthetic cells keep vertical line
+    fragments short for the same reason)."""
+    ink = X > 127
+    rows, cols = ink.any(axis=2), ink.any(axis=1)
+    height = np.where(rows.any(axis=1), rows.shape[1] - np.argmax(rows[:, ::-1], axis=1) - np.argmax(rows, axis=1), 0)
+    width = np.where(cols.any(axis=1), cols.shape[1] - np.argmax(cols[:, ::-1], axis=1) - np.argmax(cols, axis=1), 0)
+    upright = height > UPRIGHT_BAR_ASPECT * np.maximum(width, 1)
+    return ~((y == BLANK_INDEX) & upright)
+
+
 def _confusion(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     cm = np.zeros((N_CLASSES, N_CLASSES), np.int64)
     np.add.at(cm, (y, pred), 1)
@@ -403,6 +420,9 @@ def train(
         P, py, page = build_page_cells(
             pages, seed, data_dir, workers=workers, cache_dir=None if cache_dir is None else PAGE_CACHE, log=log
         )
+        keep = drop_upright_bars_labelled_blank(P, py)
+        log(f"page cells: {int((~keep).sum())} upright bars labelled 'no digit' left out")
+        P, py, page = P[keep], py[keep], page[keep]
         held = page % 10 == 9  # every tenth page is held out, whole pages (one writer each) at a time
         Xp, yp, Xpv, ypv = P[~held], py[~held], P[held], py[held]
         X, y = np.concatenate([X, Xp]), np.concatenate([y, yp])
