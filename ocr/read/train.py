@@ -361,11 +361,11 @@ UPRIGHT_BAR_ASPECT = 2.5  # a prepared glyph this many times taller than wide is
 
 
 def drop_upright_bars_labelled_blank(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Which page cells to keep: not those labelled "no digit" whose glyph is an upright bar.
+    """Which cells to keep: not those labelled "no digit" whose glyph is an upright bar.
 
-    Such a cell is a box line the cell stage kept in an empty box. It looks exactly like a "1", and teaching the net
-    to call it "no digit" taught it to read real thick "1"s as dashes (the synthetic cells keep vertical line
-    fragments short for the same reason)."""
+    In a page cell that is a box line the cell stage kept in an empty box; in a synthetic one, a short vertical
+    line fragment, which normalisation magnifies. Either looks like a "1", and teaching the net to call it "no
+    digit" taught it to read real thick "1"s as dashes."""
     ink = X > 127
     rows, cols = ink.any(axis=2), ink.any(axis=1)
     height = np.where(rows.any(axis=1), rows.shape[1] - np.argmax(rows[:, ::-1], axis=1) - np.argmax(rows, axis=1), 0)
@@ -411,6 +411,10 @@ def train(
     n_val = val_samples if val_samples is not None else max(2000, samples // 10)
     log(f"data: train {bank.sources}; val {val_bank.sources}")
     X, y = build_cells(bank, samples, seed, workers=workers, cache_dir=cache_dir)
+    # A short vertical box-line fragment in the "no digit" class comes out of normalisation as a thick upright bar.
+    keep = drop_upright_bars_labelled_blank(X, y)
+    X, y = X[keep], y[keep]
+    log(f"synthetic cells: {int((~keep).sum())} upright bars labelled 'no digit' left out")
     # Validation chunks use a disjoint chunk range so they never share a generator stream with training.
     Xv, yv = build_cells(val_bank, n_val, seed, chunk0=1_000_000, workers=workers, cache_dir=cache_dir)
     Xp = yp = Xpv = ypv = None
