@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from pydantic import ValidationError
+from rich.console import Console
 from sqlalchemy import select
 
 from api.settings import ServiceSettings

@@ -178,7 +178,7 @@ _STROKES: dict[int, list[list[list[tuple[float, float]]]]] = {
         [[(0.5, 0.0), (0.5, 1.6)]],  # plain bar
         [[(0.15, 0.35), (0.5, 0.0), (0.5, 1.6)]],  # with the "hat"
         [[(0.15, 0.35), (0.5, 0.0), (0.5, 1.6)], [(0.2, 1.6), (0.8, 1.6)]],  # hat and shoes
-        # a foot curving right, as many KPPS write it (an "l"): without one seen, the nets read it as a dash
+        # a foot curving right, as many KPPS write it (an "l"); MNIST has few
         [[(0.4, 0.0), (0.4, 1.3), (0.5, 1.52), (0.85, 1.48)]],
         [[(0.1, 0.35), (0.4, 0.0), (0.4, 1.3), (0.5, 1.52), (0.85, 1.48)]],  # hat and foot
     ],
@@ -291,7 +291,7 @@ def blank_mark_glyph(rng: np.random.Generator) -> tuple[np.ndarray, str]:
         img = np.zeros((40, 40), np.float32)
         for _ in range(int(rng.integers(1, 4))):
             # An elongated smudge, or a row of blobs, lies near horizontal: stood upright it is a thick "1" once
-            # normalised, and a net taught to call that "no digit" reads real thick ones as a dash.
+            # normalised, and labelled "no digit" it would pull real thick 1s towards a dash.
             cx, cy = rng.uniform(10, 30), rng.uniform(17, 23)
             a, b = rng.uniform(3, 10), rng.uniform(2, 6)
             angle = rng.uniform(-35, 35) if a > 1.5 * b else rng.uniform(0, 180)

@@ -364,8 +364,8 @@ def drop_upright_bars_labelled_blank(X: np.ndarray, y: np.ndarray) -> np.ndarray
     """Which cells to keep: not those labelled "no digit" whose glyph is an upright bar.
 
     In a page cell that is a box line the cell stage kept in an empty box; in a synthetic one, a short vertical
-    line fragment, which normalisation magnifies. Either looks like a "1", and teaching the net to call it "no
-    digit" taught it to read real thick "1"s as dashes."""
+    line fragment, which normalisation magnifies. Either looks like a "1": labelled "no digit", it pulls real thick
+    "1"s towards a dash."""
     ink = X > 127
     rows, cols = ink.any(axis=2), ink.any(axis=1)
     height = np.where(rows.any(axis=1), rows.shape[1] - np.argmax(rows[:, ::-1], axis=1) - np.argmax(rows, axis=1), 0)
