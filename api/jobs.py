@@ -2,8 +2,9 @@
 
 `JobRunner` is the seam where Celery (or any queue) can replace the local runner: it only needs `check`, `enqueue`,
 `start`, `stop`. `LocalJobRunner` runs the reader in a ProcessPoolExecutor so the event loop never blocks. A job that
-crashes (an exception, or a worker process that dies and breaks the pool) is retried a bounded number of times with
-tenacity, then the submission is marked `failed` with the reason. Job state lives in the database (status, attempts),
+crashes (an exception, a worker process that dies and breaks the pool, or a reading over `read_timeout_s`, whose
+worker is stopped) is retried a bounded number of times with tenacity, then the submission is marked `failed` with
+the reason. Job state lives in the database (status, attempts),
 so jobs left `received`/`reading` by a stopped server are picked up again at start.
 """
 
@@ -61,6 +62,20 @@ class JobCrashed(Exception):
     """An attempt died (worker exception or a broken pool); worth retrying."""
 
 
+def _stop_workers(pool: Executor) -> None:
+    """Shut a replaced pool down and stop the work still running in it: its processes are terminated (a thread pool's
+    threads cannot be stopped; they finish on their own and their results are dropped)."""
+    terminate = getattr(pool, "terminate_workers", None)  # ProcessPoolExecutor, Python 3.14 and later
+    if terminate is not None:
+        terminate()
+        return
+    # Until then, its process table (read before shutdown, which drops it).
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.terminate()
+
+
 class LocalJobRunner:
     def __init__(self, settings: ServiceSettings, store: JobStore, *, to_thread: Callable = asyncio.to_thread):
         self.settings = settings
@@ -97,13 +112,19 @@ class LocalJobRunner:
         loop = asyncio.get_running_loop()
         s = self.settings
         fut = loop.run_in_executor(self._check_pool, worker_check, s.reader, data, image_name, expected_template, s.engine)
+        pool = self._check_pool
         try:
             return await asyncio.wait_for(fut, timeout=s.check_timeout_s)
         except asyncio.TimeoutError:
             log.warning("quick check of %s timed out", image_name)
+            # Its worker is still busy with it: stop it, or every later check would wait behind it.
+            if self._check_pool is pool:
+                self._check_pool = self._new_pool(1)
+                _stop_workers(pool)
             return None
         except BrokenProcessPool:
-            self._check_pool = self._new_pool(1)
+            if self._check_pool is pool:
+                self._check_pool = self._new_pool(1)
             return None
 
     def enqueue(self, submission_id: str) -> None:
@@ -119,10 +140,18 @@ class LocalJobRunner:
         loop = asyncio.get_running_loop()
         s = self.settings
         pool = self._read_pool
+        fut = loop.run_in_executor(
+            pool, worker_read, s.reader, task.photo_path, task.image_name, task.expected_template, s.engine
+        )
         try:
-            return await loop.run_in_executor(
-                pool, worker_read, s.reader, task.photo_path, task.image_name, task.expected_template, s.engine
-            )
+            return await asyncio.wait_for(fut, timeout=s.read_timeout_s)
+        except asyncio.TimeoutError as e:
+            # A worker cannot be stopped alone: the pool is replaced and its processes stopped. Readings that were
+            # running beside this one see a broken pool and are retried like any crash.
+            if self._read_pool is pool:
+                self._read_pool = self._new_pool(s.job_workers)
+                _stop_workers(pool)
+            raise JobCrashed(f"reading took longer than {s.read_timeout_s:g} s") from e
         except BrokenProcessPool as e:
             # A worker died (crash, OOM kill): the pool is unusable; replace it once for everyone.
             if self._read_pool is pool:

@@ -38,6 +38,9 @@ class ServiceSettings(BaseSettings):
     job_retry_wait_s: float = 0.5
     # How long the upload waits for the quick gate check before answering without it.
     check_timeout_s: float = 10.0
+    # A reading that takes longer is stopped (its worker process is killed) and counts as a crashed attempt: retried,
+    # then failed. A page normally takes well under 5 s; a stuck one must not hold a worker for good.
+    read_timeout_s: float = 300.0
     # "module:attribute" of the page reader (see api/readers.py); tests inject a fake one.
     reader: str = "api.readers:PipelineReader"
     engine: str = "ensemble"

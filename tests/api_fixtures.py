@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 import uuid
 import zlib
 from dataclasses import dataclass, field
@@ -100,6 +101,8 @@ class FakeReader:
         bad, script, im = self._gate(data, image_name, expected_template)
         if bad is not None:
             return bad
+        if script.get("check_hang"):
+            time.sleep(3600)  # a quick check that never finishes
         return PageReading(image=image_name, status="read", template=script["template"], engine="fake",
                            expected_template=expected_template, location=_location(im))
 
@@ -117,6 +120,8 @@ class FakeReader:
             if n < int(script.get("crash_times", 99)):
                 if crash == "exit":
                     os._exit(3)  # a worker dying hard (segfault, OOM kill)
+                if crash == "hang":
+                    time.sleep(3600)  # a reading that never finishes (it once did: a 15,000 px blur)
                 raise RuntimeError("reader crashed")
         t = get_template(script["template"])
         fields = {}

@@ -245,6 +245,35 @@ def test_dead_worker_process_is_retried_in_a_fresh_pool(tmp_path) -> None:  # no
         assert got["attempts"] == 2
 
 
+@pytest.mark.slow
+def test_reading_that_hangs_is_stopped_and_retried(tmp_path) -> None:  # noqa: ANN001
+    """A reading over read_timeout_s has its worker process stopped and counts as a crashed attempt."""
+    from api_fixtures import make_harness
+
+    with make_harness(tmp_path, job_executor="process", check_timeout_s=60, read_timeout_s=3) as h:
+        sub = h.upload(make_photo(page_script(P2, crash="hang", crash_times=1, marker_dir=str(tmp_path / "m")))).json()
+        h.wait_jobs()
+        got = h.client.get(sub["links"]["self"], headers=h.auth("kpps")).json()
+        assert got["status"] == "read", got
+        assert got["attempts"] == 2
+
+
+@pytest.mark.slow
+def test_a_quick_check_that_hangs_does_not_hold_up_the_next_one(tmp_path) -> None:  # noqa: ANN001
+    """The upload answers without the check after check_timeout_s, and the stuck check's worker is stopped, so the
+    next upload gets its check (one check worker: it would otherwise wait behind the stuck one and time out too)."""
+    from api_fixtures import make_harness
+
+    with make_harness(tmp_path, job_executor="process", check_timeout_s=4) as h:
+        stuck = h.upload(make_photo(page_script(P2, check_hang=True))).json()
+        fine = h.upload(make_photo(page_script(P2))).json()
+        h.wait_jobs()
+        got = {k: h.client.get(sub["links"]["self"], headers=h.auth("kpps")).json() for k, sub in
+               (("stuck", stuck), ("fine", fine))}
+        assert got["stuck"]["check"] is None
+        assert got["fine"]["check"] is not None and got["fine"]["check"]["status"] == "read"
+
+
 def test_unfinished_jobs_resume_after_restart(tmp_path) -> None:  # noqa: ANN001
     """A submission left `reading` by a stopped server is read when the service starts again."""
     from api_fixtures import make_harness
