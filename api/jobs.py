@@ -4,8 +4,8 @@
 `start`, `stop`. `LocalJobRunner` runs the reader in a ProcessPoolExecutor so the event loop never blocks. A job that
 crashes (an exception, a worker process that dies and breaks the pool, or a reading over `read_timeout_s`, whose
 worker is stopped) is retried a bounded number of times with tenacity, then the submission is marked `failed` with
-the reason. Job state lives in the database (status, attempts),
-so jobs left `received`/`reading` by a stopped server are picked up again at start.
+the reason. Job state lives in the database (status, attempts), so jobs left `received`/`reading` by a stopped
+server are picked up again at start.
 """
 
 from __future__ import annotations
@@ -111,8 +111,8 @@ class LocalJobRunner:
         """The gate's answer, or None when it takes longer than check_timeout_s (the full read will still run)."""
         loop = asyncio.get_running_loop()
         s = self.settings
-        fut = loop.run_in_executor(self._check_pool, worker_check, s.reader, data, image_name, expected_template, s.engine)
         pool = self._check_pool
+        fut = loop.run_in_executor(pool, worker_check, s.reader, data, image_name, expected_template, s.engine)
         try:
             return await asyncio.wait_for(fut, timeout=s.check_timeout_s)
         except asyncio.TimeoutError:
