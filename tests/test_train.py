@@ -68,7 +68,6 @@ def test_seven_segment_and_stroke_glyphs_have_distinct_shapes():
     assert 5 <= footed <= 40
 
 
-@needs_shared
 def test_no_digit_smudges_do_not_stand_upright_like_a_one():
     # The "_" class must not contain what a thick "1" looks like after normalisation: an upright elongated blob.
     rng = np.random.default_rng(5)
@@ -86,6 +85,7 @@ def test_no_digit_smudges_do_not_stand_upright_like_a_one():
             assert abs(major[1]) < abs(major[0]) * np.tan(np.radians(50)), (kind, major)
 
 
+@needs_shared
 def test_bank_keeps_the_writer_split():
     train = GlyphBank.load(SHARED, "train", use_fonts=False)
     val = GlyphBank.load(SHARED, "val", use_fonts=False)
