@@ -44,6 +44,19 @@ class PreparedCell:
     lines_found: int  # of the 4 box lines, how many were found as printed lines
     touches_border: bool  # ink runs into the removed border band (digit crossing the box line)
     interior: np.ndarray = field(repr=False, default=None)  # ink map of the box interior (debug)
+    # The kept ink at box scale (the interior resized to CELL_PX square, not centred or magnified): where the mark
+    # sits in the box and how much of it it fills, which `input` throws away. A "1" stands in the middle of its box;
+    # a box-line remnant hugs a side; a small dash and a small thick "1" differ mostly in that.
+    placement: np.ndarray = field(repr=False, default=None)
+
+    def channels(self, n: int) -> np.ndarray:
+        """The digit model's input planes: 1 -> the glyph; 2 -> the glyph and its placement in the box."""
+        if n == 1:
+            return np.asarray(self.input, np.float32)[None]
+        if n == 2:
+            place = self.placement if self.placement is not None else np.zeros((CELL_PX, CELL_PX), np.float32)
+            return np.stack([np.asarray(self.input, np.float32), np.asarray(place, np.float32)])
+        raise ValueError(f"a digit model takes 1 or 2 input planes, not {n}")
 
 
 @dataclass
@@ -147,14 +160,14 @@ def ink_map(crop: np.ndarray, interior: tuple[slice, slice] | None = None) -> np
     return np.clip(ink, 0.0, 1.0)
 
 
-def normalise_ink(ink: np.ndarray, aspect: float = 1.0) -> tuple[np.ndarray, float, bool]:
-    """Ink map of a box interior -> (CELL_PX square glyph, ink fraction, empty?).
+def normalise_ink(ink: np.ndarray, aspect: float = 1.0) -> tuple[np.ndarray, float, bool, np.ndarray]:
+    """Ink map of a box interior -> (CELL_PX square glyph, ink fraction, empty?, placement).
 
     Small specks are dropped; the glyph keeps its aspect ratio (a dash stays a flat bar, a "1" a thin stroke), is
     scaled so its longest side is GLYPH_PX (tiny marks are not blown up beyond their share of the box) and centred
     on its centre of mass, as MNIST digits are. `aspect` is the printed box's height / width: the canonical crop is
     square whatever the box, so a tall box (2014 and 2019 C1: twice as tall as wide) arrives squashed, a "2" as flat
-    as a dash; the glyph's true shape is restored here.
+    as a dash; the glyph's true shape is restored here. `placement` is the kept ink at box scale (see PreparedCell).
     """
     h, w = ink.shape
     area = float(h * w)
@@ -169,7 +182,8 @@ def normalise_ink(ink: np.ndarray, aspect: float = 1.0) -> tuple[np.ndarray, flo
     frac = float(mask.sum()) / area
     out = np.zeros((CELL_PX, CELL_PX), np.float32)
     if frac < EMPTY_INK_FRACTION:
-        return out, frac, True
+        return out, frac, True, out.copy()
+    placement = np.clip(cv2.resize(ink.astype(np.float32), (CELL_PX, CELL_PX), interpolation=cv2.INTER_AREA), 0, 1)
     ys, xs = np.nonzero(mask)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     glyph = ink[y0:y1, x0:x1]
@@ -183,7 +197,7 @@ def normalise_ink(ink: np.ndarray, aspect: float = 1.0) -> tuple[np.ndarray, flo
     glyph = cv2.resize(glyph, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     tot = float(glyph.sum())
     if tot <= 0:
-        return out, frac, True
+        return out, frac, True, np.zeros_like(out)
     gy, gx = np.indices(glyph.shape)
     cy, cx = float((gy * glyph).sum() / tot), float((gx * glyph).sum() / tot)
     oy = int(round(CELL_PX / 2 - cy))
@@ -196,7 +210,7 @@ def normalise_ink(ink: np.ndarray, aspect: float = 1.0) -> tuple[np.ndarray, flo
     hh = min(nh - ys0, CELL_PX - yd0)
     ww = min(nw - xs0, CELL_PX - xd0)
     out[yd0 : yd0 + hh, xd0 : xd0 + ww] = glyph[ys0 : ys0 + hh, xs0 : xs0 + ww]
-    return np.clip(out, 0, 1), frac, False
+    return np.clip(out, 0, 1), frac, False, placement
 
 
 def drop_border_remnants(ink: np.ndarray, max_depth: int = 4) -> np.ndarray:
@@ -313,7 +327,7 @@ def prepare_cell(crop: np.ndarray, border_px: float, aspect: float = 1.0) -> Pre
         [interior[:2, :].ravel(), interior[-2:, :].ravel(), interior[:, :2].ravel(), interior[:, -2:].ravel()]
     )
     touches = bool((ring > 0.5).mean() > 0.02)
-    glyph, frac, empty = normalise_ink(interior, aspect)
+    glyph, frac, empty, placement = normalise_ink(interior, aspect)
     return PreparedCell(
         input=glyph,
         ink_fraction=frac,
@@ -322,6 +336,7 @@ def prepare_cell(crop: np.ndarray, border_px: float, aspect: float = 1.0) -> Pre
         lines_found=found,
         touches_border=touches,
         interior=interior,
+        placement=placement,
     )
 
 

@@ -84,9 +84,13 @@ def write_debug(
         tiles = []
         for c in cells:
             crop = cv2.cvtColor(255 - c.crop, cv2.COLOR_GRAY2BGR)
-            glyph = cv2.resize((255 - c.cell.input * 255).astype(np.uint8), (96, 96), interpolation=cv2.INTER_NEAREST)
-            glyph = cv2.cvtColor(glyph, cv2.COLOR_GRAY2BGR)
-            tile = np.hstack([crop, glyph])
+            # The digit model's input planes: the normalised glyph, and the ink where it sits in the box.
+            planes = [
+                cv2.cvtColor(cv2.resize((255 - p * 255).astype(np.uint8), (96, 96), interpolation=cv2.INTER_NEAREST),
+                             cv2.COLOR_GRAY2BGR)
+                for p in c.cell.channels(2)
+            ]
+            tile = np.hstack([crop, *planes])
             cv2.putText(tile, _cell_label(c, reading), (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 255), 1)
             tiles.append(tile)
         cols = 6

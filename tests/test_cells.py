@@ -65,8 +65,8 @@ def test_dash_keeps_its_shape():
 def test_specks_are_not_ink():
     ink = np.zeros((60, 60), np.float32)
     ink[10, 10] = ink[40, 45] = 1.0
-    glyph, frac, empty = normalise_ink(ink)
-    assert empty and glyph.max() == 0
+    glyph, frac, empty, placement = normalise_ink(ink)
+    assert empty and glyph.max() == 0 and placement.max() == 0
 
 
 def test_row_totals_are_cut_after_the_fields_where_each_row_has_a_box_per_digit():
@@ -198,3 +198,30 @@ def test_a_remnant_that_fades_in_and_out_is_still_one_line():
     out = drop_border_remnants(ink)
     assert out[:, 53:].max() == 0.0
     assert out[20:30, 14:42].sum() == pytest.approx(ink[20:30, 14:42].sum())
+
+
+def test_placement_keeps_where_the_mark_sits_in_the_box_which_the_glyph_loses():
+    """A short upright bar in the middle of a box (a small "1") and the same bar against the box's side (a line
+    remnant) normalise to nearly the same glyph; the placement plane tells them apart."""
+
+    def bar_at(x: int):
+        img = _crop()
+        cv2.line(img, (MARGIN_PX + x, MARGIN_PX + 24), (MARGIN_PX + x, MARGIN_PX + 40), 250, 4)
+        return prepare_cell(img, 3)
+
+    middle, side = bar_at(32), bar_at(10)
+    assert not middle.empty and not side.empty
+    assert np.abs(middle.input - side.input).max() < 0.3  # centred by mass: the glyphs hardly differ
+    _, cx_mid = np.average(np.indices(middle.placement.shape), axis=(1, 2), weights=middle.placement)
+    _, cx_side = np.average(np.indices(side.placement.shape), axis=(1, 2), weights=side.placement)
+    assert abs(cx_mid - CELL_PX / 2) < 2 and cx_side < CELL_PX / 2 - 5
+    # The placement plane is at box scale: the 16 px bar in a 64 px box is a quarter of its height there, while the
+    # glyph plane magnifies it.
+    rows_place = np.nonzero((middle.placement > 0.3).any(axis=1))[0]
+    rows_glyph = np.nonzero((middle.input > 0.5).any(axis=1))[0]
+    assert np.ptp(rows_place) <= 0.35 * CELL_PX < np.ptp(rows_glyph)
+    planes = middle.channels(2)
+    assert planes.shape == (2, CELL_PX, CELL_PX) and np.array_equal(planes[0], middle.input)
+    assert middle.channels(1).shape == (1, CELL_PX, CELL_PX)
+    with pytest.raises(ValueError):
+        middle.channels(3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import cv2
@@ -144,3 +145,64 @@ def test_missing_model_file_is_missing_dependency(tmp_path):
     with pytest.raises(MissingDependency) as e:
         CnnReader(tmp_path / "nope.onnx").model_info()
     assert "c1ocr train" in e.value.message
+
+
+def _tiny_model(path, planes: int, card_planes: int | None = None):
+    """A hand-built ONNX "digit model" over `planes` input planes: softmax of each plane's mean ink times a fixed
+    weight per class, so what it answers shows which planes the reader fed it. Its card states `card_planes`."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.zeros((planes, N_CLASSES), np.float32)
+    w[0, CLASSES.index("1")] = 40.0  # glyph ink -> "1"
+    if planes == 2:
+        w[1, CLASSES.index("_")] = 400.0  # placement ink -> "_"
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["glyph"], ["mean"], axes=[2, 3], keepdims=0),
+            helper.make_node("MatMul", ["mean", "w"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("glyph", TensorProto.FLOAT, ["n", planes, 32, 32])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["n", N_CLASSES])],
+        initializer=[numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    shape = [card_planes or planes, 32, 32]
+    path.with_suffix(".json").write_text(json.dumps({"classes": list(CLASSES), "input": {"shape": shape}}))
+    return path
+
+
+def test_the_reader_feeds_the_planes_the_model_card_asks_for(tmp_path):
+    cell = _digit_cell("1")
+    glyph_only = CnnReader(_tiny_model(tmp_path / "one" / "digits.onnx", 1)).read([cell])[0]
+    with_place = CnnReader(_tiny_model(tmp_path / "two" / "digits.onnx", 2)).read([cell])[0]
+    assert CLASSES[int(np.argmax(glyph_only.probs))] == "1"
+    # The same cell through the two-plane model: its placement plane (here weighted to "_") reached the net.
+    assert CLASSES[int(np.argmax(with_place.probs))] == "_"
+    no_place = PreparedCell(cell.input, cell.ink_fraction, False, (0.0, 0.0), 4, False)  # built without placement
+    assert CLASSES[int(np.argmax(CnnReader(tmp_path / "two" / "digits.onnx").read([no_place])[0].probs))] == "1"
+
+
+def test_a_card_that_misstates_the_input_is_model_corrupt(tmp_path):
+    for planes, card_planes in ((1, 2), (2, 3)):
+        path = _tiny_model(tmp_path / f"m{planes}{card_planes}" / "digits.onnx", planes, card_planes)
+        with pytest.raises(MissingDependency) as e:
+            CnnReader(path).read([_dash_cell()])
+        assert e.value.code == "model_corrupt"
+
+
+def test_an_ensemble_of_nets_with_different_inputs_is_refused(tmp_path):
+    pytest.importorskip("torch")
+    from ocr.errors import BadInput
+    from ocr.read.train import merge_models
+
+    one, two = _tiny_model(tmp_path / "a" / "digits.onnx", 1), _tiny_model(tmp_path / "b" / "digits.onnx", 2)
+    with pytest.raises(BadInput) as e:
+        merge_models([one, two], tmp_path / "ens" / "digits.onnx")
+    assert e.value.code == "ensemble_mismatch"
+    assert not (tmp_path / "ens" / "digits.onnx").exists()

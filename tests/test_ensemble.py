@@ -257,6 +257,10 @@ def test_cached_reader_records_and_replays(tmp_path):
 def test_cell_key_depends_on_the_cell_content():
     assert cell_key(make_cell(1)) == cell_key(make_cell(1))
     assert cell_key(make_cell(1)) != cell_key(make_cell(2))
+    # The same glyph elsewhere in its box is another input to a two-plane model: another key.
+    moved = make_cell(1)
+    moved.placement = np.roll(moved.input, 5, axis=1)
+    assert cell_key(moved) != cell_key(make_cell(1))
 
 
 def test_empty_cells_are_blank_by_convention():

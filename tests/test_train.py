@@ -25,13 +25,14 @@ def test_procedural_cells_are_deterministic_and_prepared(tmp_path):
     X1, y1 = cells_synth.make_cells(bank, 60, seed=3, chunk=0)
     X2, y2 = cells_synth.make_cells(bank, 60, seed=3, chunk=0)
     X3, _ = cells_synth.make_cells(bank, 60, seed=3, chunk=1)
-    assert X1.shape == (60, CELL_PX, CELL_PX) and X1.dtype == np.uint8
+    assert X1.shape == (60, 2, CELL_PX, CELL_PX) and X1.dtype == np.uint8  # glyph and placement planes
     np.testing.assert_array_equal(X1, X2)
     np.testing.assert_array_equal(y1, y2)
     assert not np.array_equal(X1, X3)
     assert set(np.unique(y1)) <= set(range(N_CLASSES))
     # Every kept cell has ink: empty boxes never reach the CNN, so they are not training data.
-    assert (X1.reshape(60, -1).max(axis=1) > 128).all()
+    assert (X1[:, 0].reshape(60, -1).max(axis=1) > 128).all()
+    assert (X1[:, 1].reshape(60, -1).max(axis=1) > 0).all()
 
 
 def test_rendered_crop_matches_the_canonical_frame():
@@ -139,11 +140,12 @@ def test_quick_training_exports_onnx_that_cv2_reads_like_torch(tmp_path):
     assert card["training"]["page_cells"] > 0  # cells cut from one synthetic page photo joined the 300
     assert card["training"]["seed"] == 0 and card["training"]["samples"] == 300 + card["training"]["page_cells"]
     assert "--pages 1" in card["training"]["command"]
+    assert card["input"]["shape"] == [2, CELL_PX, CELL_PX]  # the glyph and its placement in the box
     assert res.confusion.sum() == 100
 
-    # Independent check of the export: torch on the same weights vs cv2.dnn on random glyphs.
+    # Independent check of the export: torch on the same weights vs cv2.dnn on random inputs.
     net = cv2.dnn.readNetFromONNX(str(out))
-    x = np.random.default_rng(0).random((7, 1, CELL_PX, CELL_PX), dtype=np.float32)
+    x = np.random.default_rng(0).random((7, 2, CELL_PX, CELL_PX), dtype=np.float32)
     net.setInput(x)
     got = net.forward()
     assert got.shape == (7, N_CLASSES)
@@ -190,7 +192,7 @@ def test_page_cells_are_labelled_from_the_page_truth(tmp_path):
     absent = tmp_path / "absent"  # procedural glyphs: no shared data needed
     X, y, outcome = harvest_page("ppwp-2024-plano-p1", SEED_OFFSET, 3, str(absent))
     assert outcome == "ok"
-    assert X.dtype == np.uint8 and X.shape[1:] == (CELL_PX, CELL_PX) and len(X) == len(y)
+    assert X.dtype == np.uint8 and X.shape[1:] == (2, CELL_PX, CELL_PX) and len(X) == len(y)
     inked = [b for b in _truth_boxes("ppwp-2024-plano-p1", 3, absent) if b.char != "_" and not b.covered]
     # The cell stage may call a faint mark empty (then the net never sees it), but every label comes from a box
     # that carries ink, in the right proportions.
@@ -262,7 +264,7 @@ def test_merged_ensemble_is_the_mean_of_its_members_and_the_reader_loads_it(tmp_
     merged = tmp_path / "ens" / "digits.onnx"
     card = train_mod.merge_models(members, merged)
 
-    x = np.random.default_rng(3).random((9, CELL_PX, CELL_PX)).astype(np.float32)
+    x = np.random.default_rng(3).random((9, 2, CELL_PX, CELL_PX)).astype(np.float32)
     each = [CnnReader(m).predict_inputs(x) for m in members]
     got = CnnReader(merged).predict_inputs(x)
     assert not np.allclose(each[0], each[1], atol=1e-3)  # the members differ, so the mean is a real test
@@ -283,7 +285,7 @@ def test_upright_bars_labelled_no_digit_are_left_out_of_the_page_cells():
         return g
 
     bar, dash, dot = glyph(24, 5), glyph(4, 24), glyph(5, 5)
-    X = np.stack([bar, bar, dash, dot])
+    X = np.stack([bar, bar, dash, dot])[:, None]  # one plane: the glyph
     y = np.array([BLANK_INDEX, CLASSES.index("1"), BLANK_INDEX, BLANK_INDEX])
     # a kept box line in an empty box looks like a "1": left out; the same bar labelled "1", a dash, a dot: kept
     assert drop_upright_bars_labelled_blank(X, y).tolist() == [False, True, True, True]

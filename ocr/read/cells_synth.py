@@ -544,14 +544,15 @@ def sample_label(rng: np.random.Generator) -> int:
 
 
 def make_cells(bank: GlyphBank, n: int, seed: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    """n prepared cells (uint8 32x32, 255 = ink) and labels, from the generator seeded by (seed, chunk).
+    """n prepared cells (uint8, n x 2 x 32 x 32: glyph and placement planes, 255 = ink; see PreparedCell.channels)
+    and labels, from the generator seeded by (seed, chunk).
 
     Crops that `prepare_cell` marks empty never reach the CNN, so they are redrawn rather than kept. So are digits and
     Xs that the cell stage mostly lost (a faint pen after blur) or merged with a box line it failed to remove: their
     prepared glyph no longer shows the label, and training on them would only teach the net to guess.
     """
     rng = np.random.default_rng([seed, chunk])
-    X = np.zeros((n, CELL_PX, CELL_PX), np.uint8)
+    X = np.zeros((n, 2, CELL_PX, CELL_PX), np.uint8)
     y = np.zeros(n, np.int64)
     i = 0
     while i < n:
@@ -564,7 +565,7 @@ def make_cells(bank: GlyphBank, n: int, seed: int, chunk: int) -> tuple[np.ndarr
             LOST_INK_RATIO * r.mark_fraction <= cell.ink_fraction <= KEPT_LINE_RATIO * r.mark_fraction + 0.02
         ):
             continue
-        X[i] = np.round(cell.input * 255).astype(np.uint8)
+        X[i] = np.round(cell.channels(2) * 255).astype(np.uint8)
         y[i] = label
         i += 1
     return X, y

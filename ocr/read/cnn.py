@@ -31,6 +31,13 @@ def model_card_path(model_path: Path) -> Path:
     return model_path.with_suffix(".json")
 
 
+def input_planes(card: dict) -> int:
+    """How many input planes a model takes, from its card's input shape ([planes, 32, 32]; a card without it, or an
+    older [32, 32] one, means the glyph alone)."""
+    shape = (card.get("input") or {}).get("shape") or []
+    return int(shape[0]) if len(shape) == 3 else 1
+
+
 class CnnReader:
     """DigitReader over the ONNX digit model. `read` never raises for a bad cell; a broken model raises
     MissingDependency on first use (an installation problem, not a photo problem)."""
@@ -43,6 +50,7 @@ class CnnReader:
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._sha256: str | None = None
+        self._planes = 1  # input planes (PreparedCell.channels), from the model card
 
     # -- loading --------------------------------------------------------------------------------------------------
 
@@ -56,10 +64,19 @@ class CnnReader:
             if not path.is_file():
                 raise MissingDependency(f"Digit model not found at {path}. {_RETRAIN_HINT}", code="model_missing")
             data = path.read_bytes()
+            card = model_card_path(path)
+            card_data = json.loads(card.read_text()) if card.is_file() else {}
+            planes = input_planes(card_data)
+            if planes not in (1, 2):
+                raise MissingDependency(
+                    f"Digit model {path} takes {planes} input planes; this reader gives 1 or 2. {_RETRAIN_HINT}",
+                    code="model_corrupt",
+                )
             try:
                 net = cv2.dnn.readNetFromONNX(str(path))
-                # One probe forward: a file that parses but is not our 12-class net fails here, not mid-page.
-                net.setInput(np.zeros((1, 1, CELL_PX, CELL_PX), np.float32))
+                # One probe forward: a file that parses but is not our 12-class net (or not the input its card
+                # states) fails here, not mid-page.
+                net.setInput(np.zeros((1, planes, CELL_PX, CELL_PX), np.float32))
                 out = net.forward()
             except cv2.error as e:
                 raise MissingDependency(
@@ -72,9 +89,8 @@ class CnnReader:
                     f"Digit model {path} outputs shape {tuple(out.shape)}, expected (1, {N_CLASSES}). {_RETRAIN_HINT}",
                     code="model_corrupt",
                 )
-            card = model_card_path(path)
-            if card.is_file():
-                classes = tuple(json.loads(card.read_text()).get("classes", CLASSES))
+            if card_data:
+                classes = tuple(card_data.get("classes", CLASSES))
                 if classes != CLASSES:
                     raise MissingDependency(
                         f"Digit model {path} was trained for classes {classes}, this reader expects {CLASSES}. "
@@ -82,6 +98,7 @@ class CnnReader:
                         code="model_corrupt",
                     )
             self._sha256 = hashlib.sha256(data).hexdigest()
+            self._planes = planes
             self._net = net
             return net
 
@@ -97,9 +114,10 @@ class CnnReader:
     # -- reading --------------------------------------------------------------------------------------------------
 
     def predict_inputs(self, inputs: np.ndarray) -> np.ndarray:
-        """Raw batch forward: (n, 32, 32) float32 glyphs (1 = ink) -> (n, 12) probabilities."""
+        """Raw batch forward: (n, planes, 32, 32) float32 inputs (1 = ink; see PreparedCell.channels) -> (n, 12)
+        probabilities. A one-plane model also takes (n, 32, 32) glyphs."""
         net = self._load()
-        blob = np.ascontiguousarray(inputs, dtype=np.float32).reshape(-1, 1, CELL_PX, CELL_PX)
+        blob = np.ascontiguousarray(inputs, dtype=np.float32).reshape(-1, self._planes, CELL_PX, CELL_PX)
         with self._run_lock:
             net.setInput(blob)
             out = net.forward()
@@ -115,8 +133,8 @@ class CnnReader:
                 if cell.empty:
                     preds[i] = empty_prediction()
                     continue
-                x = np.asarray(cell.input, dtype=np.float32)
-                if x.shape != (CELL_PX, CELL_PX) or not np.isfinite(x).all():
+                x = cell.channels(self._planes)
+                if x.shape != (self._planes, CELL_PX, CELL_PX) or not np.isfinite(x).all():
                     preds[i] = CellPrediction(None, error=f"bad cell input shape {x.shape} or non-finite values")
                     continue
                 batch_idx.append(i)

@@ -21,8 +21,8 @@ from ocr.read.base import CLASSES, N_CLASSES, CellPrediction, DigitReader
 
 
 def cell_key(cell: PreparedCell) -> str:
-    """A stable hash of what an engine sees of a cell (the classifier input, quantised to 8 bits)."""
-    q = np.round(np.clip(np.asarray(cell.input, dtype=np.float32), 0, 1) * 255).astype(np.uint8)
+    """A stable hash of what an engine sees of a cell (the classifier's input planes, quantised to 8 bits)."""
+    q = np.round(np.clip(cell.channels(2), 0, 1) * 255).astype(np.uint8)
     h = hashlib.sha256(q.tobytes())
     h.update(str(q.shape).encode())
     return h.hexdigest()[:24]

@@ -52,7 +52,8 @@ def _labelled_boxes(template, truth) -> dict[tuple[str, int], tuple]:
 
 
 def harvest_page(template_id: str, seed: int, index: int, data_dir: str | None) -> tuple[np.ndarray, np.ndarray, str]:
-    """(cells uint8 N x 32 x 32 with 255 = ink, labels, outcome) for one synthetic training photo."""
+    """(cells uint8 N x 2 x 32 x 32 with 255 = ink (glyph and placement planes, PreparedCell.channels), labels,
+    outcome) for one synthetic training photo."""
     from ocr.pipeline import cut_page
     from ocr.synth.corpus import SynthOptions, generate_page
 
@@ -61,7 +62,7 @@ def harvest_page(template_id: str, seed: int, index: int, data_dir: str | None) 
     )
     jpeg, truth = generate_page(template_id, seed, index, options)
     cut = cut_page(jpeg, expected_template=template_id)
-    empty = np.zeros((0, 32, 32), np.uint8), np.zeros(0, np.int64)
+    empty = np.zeros((0, 2, 32, 32), np.uint8), np.zeros(0, np.int64)
     if cut.refused is not None:
         return *empty, f"refused:{cut.refused.reason}"
     # Label a cell only when the registration puts its box where the truth does: a box-sized slip would pair a
@@ -80,7 +81,7 @@ def harvest_page(template_id: str, seed: int, index: int, data_dir: str | None) 
         if np.hypot(*(got - project(truth_H, centre)[0])) > limit:
             slipped += 1
             continue
-        xs.append(np.round(c.cell.input * 255).astype(np.uint8))
+        xs.append(np.round(c.cell.channels(2) * 255).astype(np.uint8))
         ys.append(_label(b.char))
     if slipped and not xs:
         return *empty, "misregistered"
@@ -123,7 +124,7 @@ def build_page_cells(
         log(f"page cells: {pages} pages, outcomes {dict(sorted(outcomes.items()))}")
         y = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
         return {
-            "X": np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 32, 32), np.uint8),
+            "X": np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 2, 32, 32), np.uint8),
             "y": y,
             "page": np.concatenate([np.full(len(p[1]), i, np.int64) for i, p in enumerate(parts)]) if parts else y,
         }

@@ -72,7 +72,8 @@ def _chunk_job(args: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
 def build_cells(
     bank: GlyphBank, n: int, seed: int, *, chunk0: int = 0, workers: int = 2, cache_dir: Path | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """n synthetic prepared cells (uint8, 255 = ink) and labels; chunk k uses generator seed (seed, chunk0 + k)."""
+    """n synthetic prepared cells (uint8 n x 2 x 32 x 32, 255 = ink; the planes of PreparedCell.channels) and labels;
+    chunk k uses generator seed (seed, chunk0 + k)."""
     code = source_fingerprint("ocr/read/cells_synth.py", "ocr/cells.py")
     key = f"{seed}-{chunk0}-{n}-{'+'.join(bank.sources)}-{code}"
 
@@ -94,15 +95,16 @@ def build_cells(
 # Model
 
 
-def make_model(torch, dropout: float = 0.3):
-    """Three conv blocks (conv-BN-ReLU-pool) and a small head: ~290k parameters, ~1.2 MB as float32 ONNX."""
+def make_model(torch, dropout: float = 0.3, planes: int = 1):
+    """Three conv blocks (conv-BN-ReLU-pool) and a small head: ~290k parameters, ~1.2 MB as float32 ONNX. `planes`:
+    input planes (PreparedCell.channels)."""
     nn = torch.nn
 
     def block(i: int, o: int):
         return nn.Sequential(nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2))
 
     return nn.Sequential(
-        block(1, 32),  # 32 -> 16
+        block(planes, 32),  # 32 -> 16
         block(32, 64),  # 16 -> 8
         block(64, 128),  # 8 -> 4
         nn.Flatten(),
@@ -128,18 +130,20 @@ def _augment(torch, x, gen):
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
 
-def _predict(torch, model, X: np.ndarray, batch: int = 1024) -> np.ndarray:
+def _predict(torch, model, X: np.ndarray, planes: int, batch: int = 1024) -> np.ndarray:
+    """Softmax of `model` over cells X (uint8 n x 2 x 32 x 32), given their first `planes` planes."""
     model.eval()
     out = []
     with torch.no_grad():
         for i in range(0, len(X), batch):
-            xb = torch.from_numpy(X[i : i + batch].astype(np.float32) / 255.0)[:, None]
+            xb = torch.from_numpy(X[i : i + batch, :planes].astype(np.float32) / 255.0)
             out.append(torch.softmax(model(xb), 1).numpy())
     return np.concatenate(out) if out else np.zeros((0, N_CLASSES), np.float32)
 
 
 def export_onnx(torch, model, path: Path, check_inputs: np.ndarray) -> float:
-    """Export with softmax inside the graph; reload with cv2.dnn and return the max |difference| to torch."""
+    """Export with softmax inside the graph; reload with cv2.dnn and return the max |difference| to torch.
+    `check_inputs`: uint8 cells, n x planes x 32 x 32."""
     import warnings
 
     class WithSoftmax(torch.nn.Module):
@@ -157,7 +161,7 @@ def export_onnx(torch, model, path: Path, check_inputs: np.ndarray) -> float:
         warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but is what cv2.dnn reads best
         torch.onnx.export(
             wrapped,
-            (torch.zeros(1, 1, CELL_PX, CELL_PX),),
+            (torch.zeros(1, check_inputs.shape[1], CELL_PX, CELL_PX),),
             str(tmp),
             dynamo=False,
             opset_version=ONNX_OPSET,
@@ -169,9 +173,9 @@ def export_onnx(torch, model, path: Path, check_inputs: np.ndarray) -> float:
     wrapped.eval()
     xs = check_inputs.astype(np.float32) / 255.0
     with torch.no_grad():
-        ref = wrapped(torch.from_numpy(xs)[:, None]).numpy()
+        ref = wrapped(torch.from_numpy(xs)).numpy()
     net = cv2.dnn.readNetFromONNX(str(tmp))
-    net.setInput(xs[:, None].copy())
+    net.setInput(np.ascontiguousarray(xs))
     got = net.forward()
     diff = float(np.abs(got - ref).max())
     if diff > 1e-4:
@@ -361,12 +365,13 @@ UPRIGHT_BAR_ASPECT = 2.5  # a prepared glyph this many times taller than wide is
 
 
 def drop_upright_bars_labelled_blank(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Which cells to keep: not those labelled "no digit" whose glyph is an upright bar.
+    """Which cells (uint8 n x planes x 32 x 32, glyph first) to keep: not those labelled "no digit" whose glyph is an
+    upright bar.
 
     In a page cell that is a box line the cell stage kept in an empty box; in a synthetic one, a short vertical
     line fragment, which normalisation magnifies. Either looks like a "1": labelled "no digit", it pulls real thick
     "1"s towards a dash."""
-    ink = X > 127
+    ink = X[:, 0] > 127
     rows, cols = ink.any(axis=2), ink.any(axis=1)
     height = np.where(rows.any(axis=1), rows.shape[1] - np.argmax(rows[:, ::-1], axis=1) - np.argmax(rows, axis=1), 0)
     width = np.where(cols.any(axis=1), cols.shape[1] - np.argmax(cols[:, ::-1], axis=1) - np.argmax(cols, axis=1), 0)
@@ -380,10 +385,10 @@ def _confusion(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return cm
 
 
-def _page_val_accuracy(torch, model, X: np.ndarray | None, y: np.ndarray | None) -> float | None:
+def _page_val_accuracy(torch, model, X: np.ndarray | None, y: np.ndarray | None, planes: int) -> float | None:
     if X is None or not len(X):
         return None
-    return float((_predict(torch, model, X).argmax(1) == y).mean())
+    return float((_predict(torch, model, X, planes).argmax(1) == y).mean())
 
 
 def train(
@@ -399,8 +404,11 @@ def train(
     use_fonts: bool = True,
     pages: int = 0,
     label_smoothing: float = 0.0,
+    planes: int = 2,
     log=print,
 ) -> TrainResult:
+    if planes not in (1, 2):
+        raise BadInput(f"A digit model takes 1 or 2 input planes, not {planes}.", code="invalid_request")
     torch = _torch()
     torch.set_num_threads(2)
     torch.manual_seed(seed)
@@ -412,9 +420,12 @@ def train(
     log(f"data: train {bank.sources}; val {val_bank.sources}")
     X, y = build_cells(bank, samples, seed, workers=workers, cache_dir=cache_dir)
     # A short vertical box-line fragment in the "no digit" class comes out of normalisation as a thick upright bar.
-    keep = drop_upright_bars_labelled_blank(X, y)
+    # Given the glyph alone, the net can only learn from it that such a bar (a thick "1") is no digit: it is left
+    # out. Given its placement too, it is what teaches the net that a bar hugging the box's side is no "1".
+    keep = drop_upright_bars_labelled_blank(X, y) if planes == 1 else np.ones(len(y), bool)
     X, y = X[keep], y[keep]
-    log(f"synthetic cells: {int((~keep).sum())} upright bars labelled 'no digit' left out")
+    if planes == 1:
+        log(f"synthetic cells: {int((~keep).sum())} upright bars labelled 'no digit' left out")
     # Validation chunks use a disjoint chunk range so they never share a generator stream with training.
     Xv, yv = build_cells(val_bank, n_val, seed, chunk0=1_000_000, workers=workers, cache_dir=cache_dir)
     Xp = yp = Xpv = ypv = None
@@ -424,8 +435,9 @@ def train(
         P, py, page = build_page_cells(
             pages, seed, data_dir, workers=workers, cache_dir=None if cache_dir is None else PAGE_CACHE, log=log
         )
-        keep = drop_upright_bars_labelled_blank(P, py)
-        log(f"page cells: {int((~keep).sum())} upright bars labelled 'no digit' left out")
+        keep = drop_upright_bars_labelled_blank(P, py) if planes == 1 else np.ones(len(py), bool)
+        if planes == 1:
+            log(f"page cells: {int((~keep).sum())} upright bars labelled 'no digit' left out")
         P, py, page = P[keep], py[keep], page[keep]
         held = page % 10 == 9  # every tenth page is held out, whole pages (one writer each) at a time
         Xp, yp, Xpv, ypv = P[~held], py[~held], P[held], py[held]
@@ -437,7 +449,7 @@ def train(
         f"class counts {np.bincount(y, minlength=N_CLASSES).tolist()}"
     )
 
-    model = make_model(torch)
+    model = make_model(torch, planes=planes)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     batch = 128
@@ -456,7 +468,7 @@ def train(
         te = time.time()
         for i in range(0, len(X), batch):
             idx = perm[i : i + batch]
-            xb = Xt[idx].float().div_(255.0).unsqueeze(1)
+            xb = Xt[idx, :planes].float().div_(255.0)
             xb = _augment(torch, xb, gen)
             yb = yt[idx]
             logits = model(xb)
@@ -468,33 +480,34 @@ def train(
             tot += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
             seen += len(idx)
-        pv = _predict(torch, model, Xv).argmax(1)
+        pv = _predict(torch, model, Xv, planes).argmax(1)
         val_acc = float((pv == yv).mean()) if len(yv) else float("nan")
-        page_acc = _page_val_accuracy(torch, model, Xpv, ypv)
+        page_acc = _page_val_accuracy(torch, model, Xpv, ypv, planes)
         log(
             f"epoch {ep + 1}/{epochs}: loss {tot / max(seen, 1):.4f}  train acc {correct / max(seen, 1):.4f}  "
             f"val acc {val_acc:.4f}{'' if page_acc is None else f'  page val acc {page_acc:.4f}'}  "
             f"({time.time() - te:.0f}s)"
         )
-    pv = _predict(torch, model, Xv).argmax(1)
+    pv = _predict(torch, model, Xv, planes).argmax(1)
     cm = _confusion(yv, pv)
-    diff = export_onnx(torch, model, Path(out), Xv[:64] if len(Xv) else X[:64])
+    diff = export_onnx(torch, model, Path(out), (Xv[:64] if len(Xv) else X[:64])[:, :planes])
     import onnx
 
     card = {
         "classes": list(CLASSES),
         "input": {
-            "shape": [1, CELL_PX, CELL_PX],
+            "shape": [planes, CELL_PX, CELL_PX],
             "dtype": "float32",
-            "meaning": "ocr.cells.prepare_cell(...).input: 1 = ink, glyph centred by mass, longest side 24 px",
+            "meaning": f"ocr.cells.prepare_cell(...).channels({planes}): 1 = ink; the glyph centred by mass, longest "
+            "side 24 px" + ("; then the kept ink at box scale (where the mark sits in the box)" if planes == 2 else ""),
         },
         "output": "softmax probabilities over classes",
-        "architecture": "3 x (conv3x3-BN-ReLU-maxpool) 32/64/128 + dropout + FC 96 + FC 12",
+        "architecture": f"{planes}-plane input, 3 x (conv3x3-BN-ReLU-maxpool) 32/64/128 + dropout + FC 96 + FC 12",
         "parameters": int(n_params),
         "onnx_opset": ONNX_OPSET,
         "training": {
             "command": f"c1ocr train --seed {seed} --epochs {epochs} --samples {samples} --pages {pages}"
-            f" --label-smoothing {label_smoothing:g}",
+            f" --label-smoothing {label_smoothing:g} --planes {planes}",
             "seed": seed,
             "epochs": epochs,
             "samples": int(len(X)),
@@ -541,6 +554,8 @@ def merge_models(members: Sequence[Path], out: Path, check_inputs: np.ndarray | 
     if len(members) < 2:
         raise BadInput("An ensemble needs at least two member models.", code="ensemble_too_small")
     cards, outputs = [], []
+    from ocr.read.cnn import input_planes
+
     nodes, inits = [], []
     for k, path in enumerate(members):
         path = Path(path)
@@ -557,13 +572,18 @@ def merge_models(members: Sequence[Path], out: Path, check_inputs: np.ndarray | 
         outputs.append(outp.name)
         card = model_card_path(path)
         cards.append(json.loads(card.read_text()) if card.is_file() else {"path": str(path)})
+    planes = {input_planes(c) for c in cards}
+    if len(planes) != 1:
+        raise BadInput(f"Member models take different inputs ({sorted(planes)} planes): they cannot share one.",
+                       code="ensemble_mismatch")
+    (n_planes,) = planes
     scale = helper.make_tensor("ensemble_scale", onnx.TensorProto.FLOAT, [], [1.0 / len(members)])
     nodes.append(helper.make_node("Sum", outputs, ["ensemble_sum"]))
     nodes.append(helper.make_node("Mul", ["ensemble_sum", "ensemble_scale"], ["probs"]))
     graph = helper.make_graph(
         nodes,
         "digits_ensemble",
-        [helper.make_tensor_value_info("glyph", onnx.TensorProto.FLOAT, ["n", 1, CELL_PX, CELL_PX])],
+        [helper.make_tensor_value_info("glyph", onnx.TensorProto.FLOAT, ["n", n_planes, CELL_PX, CELL_PX])],
         [helper.make_tensor_value_info("probs", onnx.TensorProto.FLOAT, ["n", N_CLASSES])],
         initializer=inits + [scale],
     )
@@ -576,8 +596,8 @@ def merge_models(members: Sequence[Path], out: Path, check_inputs: np.ndarray | 
     tmp = out.with_suffix(".onnx.tmp")
     onnx.save(merged, str(tmp))
     # Check: the merged file through cv2.dnn equals the mean of the members through cv2.dnn.
-    xs = check_inputs if check_inputs is not None else np.random.default_rng(0).random((16, CELL_PX, CELL_PX))
-    xs = np.asarray(xs, np.float32)[:, None]
+    xs = check_inputs if check_inputs is not None else np.random.default_rng(0).random((16, n_planes, CELL_PX, CELL_PX))
+    xs = np.asarray(xs, np.float32).reshape(-1, n_planes, CELL_PX, CELL_PX)
     want = np.mean([_cv2_forward(Path(p), xs) for p in members], axis=0)
     got = _cv2_forward(tmp, xs)
     diff = float(np.abs(got - want).max())
@@ -651,6 +671,10 @@ def train_command(
         int, typer.Option("--pages", min=0, help="synthetic page photos to cut training cells from (page_cells.py)")
     ] = 0,
     label_smoothing: Annotated[float, typer.Option("--label-smoothing", min=0.0, max=0.5)] = 0.0,
+    planes: Annotated[
+        int,
+        typer.Option("--planes", min=1, max=2, help="input planes: 1 = the glyph; 2 = the glyph and where it sits in the box"),
+    ] = 2,
     quick: Annotated[bool, typer.Option("--quick", help="tiny run (600 cells, 1 epoch) to check the pipeline")] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, help="processes generating cells")] = 2,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="do not read or write runs/cells-cache")] = False,
@@ -672,6 +696,7 @@ def train_command(
         cache_dir=None if no_cache or quick else DEFAULT_CACHE,
         pages=pages,
         label_smoothing=label_smoothing,
+        planes=planes,
         log=console.print,
     )
     _print_confusion(console, res.confusion)
