@@ -103,8 +103,13 @@ class LocalJobRunner:
             t.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        # A reading still running is not waited for (a stuck one would hold the stop for good): its task is cancelled,
+        # so its submission is still pending and `start` reads it again; its worker process is stopped. Worker
+        # threads cannot be stopped: they are waited for.
         for pool in (self._read_pool, self._check_pool):
-            if pool is not None:
+            if isinstance(pool, ProcessPoolExecutor):
+                _stop_workers(pool)
+            elif pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
 
     async def check(self, data: bytes, image_name: str, expected_template: str) -> dict[str, Any] | None:

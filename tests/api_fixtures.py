@@ -116,7 +116,7 @@ class FakeReader:
             marker_dir = Path(script["marker_dir"])
             marker_dir.mkdir(parents=True, exist_ok=True)
             n = len(list(marker_dir.iterdir()))
-            (marker_dir / f"attempt-{n}").write_text("x")
+            (marker_dir / f"attempt-{n}").write_text(str(os.getpid()))  # the worker's pid: a test may check it stops
             if n < int(script.get("crash_times", 99)):
                 if crash == "exit":
                     os._exit(3)  # a worker dying hard (segfault, OOM kill)
@@ -192,7 +192,7 @@ class ApiHarness:
         return secret
 
 
-def make_harness(tmp_path: Path, **settings: Any):  # noqa: ANN201 - a context manager yielding ApiHarness
+def make_harness(tmp_path: Path, wait_on_exit: bool = True, **settings: Any):  # noqa: ANN201 - yields ApiHarness
     from contextlib import contextmanager
 
     from fastapi.testclient import TestClient
@@ -216,7 +216,8 @@ def make_harness(tmp_path: Path, **settings: Any):  # noqa: ANN201 - a context m
             h.make_token("v3", "verifier", region_scope="3201")
             h.make_token("v_far", "verifier", region_scope="35")
             yield h
-            h.wait_jobs()
+            if wait_on_exit:
+                h.wait_jobs()
 
     return _cm()
 

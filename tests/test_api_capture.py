@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -261,6 +263,44 @@ def test_a_quick_check_that_hangs_does_not_hold_up_the_next_one(tmp_path) -> Non
                (("stuck", stuck), ("fine", fine))}
         assert got["stuck"]["check"] is None
         assert got["fine"]["check"] is not None and got["fine"]["check"]["status"] == "read"
+
+
+def _gone(pid: int) -> bool:
+    """The process has ended (a zombie not yet reaped counts: it runs nothing)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="checks worker processes through /proc (Linux)")
+def test_stopping_the_service_stops_a_stuck_reading_and_the_next_start_reads_it(tmp_path) -> None:  # noqa: ANN001
+    """The service stops without waiting for a reading that never ends: its worker is stopped, and the submission,
+    still pending, is read when the service starts again."""
+    from api_fixtures import make_harness
+
+    marker = tmp_path / "m"
+    with make_harness(tmp_path, wait_on_exit=False, job_executor="process", read_timeout_s=3600) as h:
+        sid = h.upload(make_photo(page_script(P2, crash="hang", crash_times=1, marker_dir=str(marker)))).json()[
+            "submission_id"]
+        for _ in range(600):  # the reading has started in its worker (a spawned process: seconds)
+            if marker.is_dir() and any(p.read_text() for p in marker.iterdir()):
+                break
+            time.sleep(0.1)
+        (attempt,) = marker.iterdir()
+        pid = int(attempt.read_text())
+        assert not _gone(pid)
+    for _ in range(100):  # terminated at stop; reaped a moment later
+        if _gone(pid):
+            break
+        time.sleep(0.1)
+    assert _gone(pid)
+    with make_harness(tmp_path) as h2:
+        h2.wait_jobs()
+        with h2.svc.sessions() as db:
+            got = db.get(Submission, sid)
+            assert got.status == "read"
 
 
 def test_unfinished_jobs_resume_after_restart(tmp_path) -> None:  # noqa: ANN001
