@@ -196,6 +196,14 @@ def test_a_card_that_misstates_the_input_is_model_corrupt(tmp_path):
         assert e.value.code == "model_corrupt"
 
 
+def test_an_unreadable_model_card_is_model_corrupt(tmp_path):
+    path = _tiny_model(tmp_path / "m" / "digits.onnx", 1)
+    path.with_suffix(".json").write_text("{ not json")
+    with pytest.raises(MissingDependency) as e:
+        CnnReader(path).read([_dash_cell()])
+    assert e.value.code == "model_corrupt" and "digits.json" in e.value.message
+
+
 def test_an_ensemble_of_nets_with_different_inputs_is_refused(tmp_path):
     pytest.importorskip("torch")
     from ocr.errors import BadInput

@@ -65,7 +65,12 @@ class CnnReader:
                 raise MissingDependency(f"Digit model not found at {path}. {_RETRAIN_HINT}", code="model_missing")
             data = path.read_bytes()
             card = model_card_path(path)
-            card_data = json.loads(card.read_text()) if card.is_file() else {}
+            try:
+                card_data = json.loads(card.read_text()) if card.is_file() else {}
+            except (OSError, ValueError) as e:
+                raise MissingDependency(
+                    f"Model card {card} is unreadable ({e}). {_RETRAIN_HINT}", code="model_corrupt"
+                ) from e
             planes = input_planes(card_data)
             if planes not in (1, 2):
                 raise MissingDependency(
