@@ -289,3 +289,18 @@ def test_upright_bars_labelled_no_digit_are_left_out_of_the_page_cells():
     y = np.array([BLANK_INDEX, CLASSES.index("1"), BLANK_INDEX, BLANK_INDEX])
     # a kept box line in an empty box looks like a "1": left out; the same bar labelled "1", a dash, a dot: kept
     assert drop_upright_bars_labelled_blank(X, y).tolist() == [False, True, True, True]
+
+
+def test_some_training_digits_are_written_small():
+    """Real KPPS write some digits (dates above all) a fifth of the box tall: the net must have seen such digits."""
+    rng = np.random.default_rng(11)
+    bank = GlyphBank()
+    heights = []
+    for _ in range(150):
+        cell = prepare_cell(cells_synth.render_crop(rng, bank, CLASSES.index("1")).crop, 3.5)
+        if cell.empty:
+            continue
+        rows = np.nonzero((cell.interior > 0.5).any(axis=1))[0]
+        heights.append(np.ptp(rows) / cell.interior.shape[0])
+    heights = np.array(heights)
+    assert 0.05 < (heights < 0.38).mean() < 0.3  # about one digit in eight is small; most are not
