@@ -4,8 +4,9 @@ Per photo, under DIR/<photo stem>/:
 - 1_located.jpg  the photo with the detected frame points, page outline and every digit box as the homography
                  places it (green: read, red: unreadable page);
 - 2_page.png     the page warped to its template at 2 px/mm with the box grid;
-- 3_cells.png    every box crop (canonical 96x96) with its normalised glyph and the predicted character (for a
-                 tally-row total box, the row's value).
+- 3_cells.png    every box crop (canonical 96x96) beside the digit model's two input planes (the normalised glyph,
+                 and the ink at box scale: where it sits in the box) and the predicted character (for a tally-row
+                 total box, the row's value).
 """
 
 from __future__ import annotations
