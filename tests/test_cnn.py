@@ -204,13 +204,21 @@ def test_an_unreadable_model_card_is_model_corrupt(tmp_path):
     assert e.value.code == "model_corrupt" and "digits.json" in e.value.message
 
 
-def test_an_ensemble_of_nets_with_different_inputs_is_refused(tmp_path):
+def test_a_glyph_only_net_joins_a_two_plane_ensemble_on_the_glyph_plane(tmp_path):
     pytest.importorskip("torch")
     from ocr.errors import BadInput
     from ocr.read.train import merge_models
 
     one, two = _tiny_model(tmp_path / "a" / "digits.onnx", 1), _tiny_model(tmp_path / "b" / "digits.onnx", 2)
+    merged = tmp_path / "ens" / "digits.onnx"
+    card = merge_models([one, two], merged)
+    assert card["input"]["shape"] == [2, 32, 32]
+    x = np.random.default_rng(4).random((5, 2, 32, 32)).astype(np.float32)
+    want = (CnnReader(one).predict_inputs(x[:, :1]) + CnnReader(two).predict_inputs(x)) / 2
+    np.testing.assert_allclose(CnnReader(merged).predict_inputs(x), want, atol=1e-5)
+    # A member that takes neither one nor two planes has no place in it.
+    three = _tiny_model(tmp_path / "c" / "digits.onnx", 2, card_planes=3)
     with pytest.raises(BadInput) as e:
-        merge_models([one, two], tmp_path / "ens" / "digits.onnx")
+        merge_models([one, three], tmp_path / "bad" / "digits.onnx")
     assert e.value.code == "ensemble_mismatch"
-    assert not (tmp_path / "ens" / "digits.onnx").exists()
+    assert not (tmp_path / "bad" / "digits.onnx").exists()

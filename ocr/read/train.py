@@ -541,7 +541,8 @@ def train(
 
 
 def merge_models(members: Sequence[Path], out: Path, check_inputs: np.ndarray | None = None) -> dict:
-    """One ONNX graph that runs every member net on the same glyph and averages their probabilities.
+    """One ONNX graph that runs every member net on the same input and averages their probabilities (a glyph-only
+    member among two-plane ones reads the first plane, the glyph).
 
     Nets trained from different seeds and data draws err on different cells, so their mean is both more accurate and
     better ranked by confidence than any one of them (Sirekap ran 15). The reader is unchanged: it still loads one
@@ -553,30 +554,40 @@ def merge_models(members: Sequence[Path], out: Path, check_inputs: np.ndarray | 
 
     if len(members) < 2:
         raise BadInput("An ensemble needs at least two member models.", code="ensemble_too_small")
-    cards, outputs = [], []
     from ocr.read.cnn import input_planes
 
-    nodes, inits = [], []
-    for k, path in enumerate(members):
-        path = Path(path)
+    cards = []
+    for path in map(Path, members):
         if not path.is_file():
             raise BadInput(f"Member model {path} not found.", code="model_missing")
+        card = model_card_path(path)
+        cards.append(json.loads(card.read_text()) if card.is_file() else {"path": str(path)})
+    member_planes = [input_planes(c) for c in cards]
+    if not set(member_planes) <= {1, 2}:
+        raise BadInput(f"Member models take {sorted(set(member_planes))} input planes; a member takes 1 or 2.",
+                       code="ensemble_mismatch")
+    # The ensemble takes the most planes any member takes; a glyph-only member reads the first plane of it (the
+    # planes are ordered so that this is the glyph, see PreparedCell.channels).
+    n_planes = max(member_planes)
+    outputs, nodes, inits = [], [], []
+    for k, path in enumerate(members):
         m = compose.add_prefix(onnx.load(str(path)), prefix=f"m{k}_")
         g = m.graph
         (inp,) = g.input
         (outp,) = g.output
+        source = "glyph"
+        if member_planes[k] < n_planes:
+            source = f"m{k}_planes"
+            for name, value in (("starts", 0), ("ends", member_planes[k]), ("axes", 1)):
+                inits.append(helper.make_tensor(f"m{k}_slice_{name}", onnx.TensorProto.INT64, [1], [value]))
+            nodes.append(helper.make_node(
+                "Slice", ["glyph", f"m{k}_slice_starts", f"m{k}_slice_ends", f"m{k}_slice_axes"], [source]
+            ))
         for node in g.node:  # every member reads the shared input
-            node.input[:] = ["glyph" if name == inp.name else name for name in node.input]
+            node.input[:] = [source if name == inp.name else name for name in node.input]
         nodes += list(g.node)
         inits += list(g.initializer)
         outputs.append(outp.name)
-        card = model_card_path(path)
-        cards.append(json.loads(card.read_text()) if card.is_file() else {"path": str(path)})
-    planes = {input_planes(c) for c in cards}
-    if len(planes) != 1:
-        raise BadInput(f"Member models take different inputs ({sorted(planes)} planes): they cannot share one.",
-                       code="ensemble_mismatch")
-    (n_planes,) = planes
     scale = helper.make_tensor("ensemble_scale", onnx.TensorProto.FLOAT, [], [1.0 / len(members)])
     nodes.append(helper.make_node("Sum", outputs, ["ensemble_sum"]))
     nodes.append(helper.make_node("Mul", ["ensemble_sum", "ensemble_scale"], ["probs"]))
@@ -598,7 +609,7 @@ def merge_models(members: Sequence[Path], out: Path, check_inputs: np.ndarray | 
     # Check: the merged file through cv2.dnn equals the mean of the members through cv2.dnn.
     xs = check_inputs if check_inputs is not None else np.random.default_rng(0).random((16, n_planes, CELL_PX, CELL_PX))
     xs = np.asarray(xs, np.float32).reshape(-1, n_planes, CELL_PX, CELL_PX)
-    want = np.mean([_cv2_forward(Path(p), xs) for p in members], axis=0)
+    want = np.mean([_cv2_forward(Path(p), xs[:, :n]) for p, n in zip(members, member_planes)], axis=0)
     got = _cv2_forward(tmp, xs)
     diff = float(np.abs(got - want).max())
     if diff > 1e-5:
@@ -607,7 +618,7 @@ def merge_models(members: Sequence[Path], out: Path, check_inputs: np.ndarray | 
     os.replace(tmp, out)
     card = {
         "classes": list(CLASSES),
-        "input": cards[0].get("input"),
+        "input": cards[member_planes.index(n_planes)].get("input"),
         "output": "mean of the members' softmax probabilities",
         "architecture": f"ensemble of {len(members)} nets: " + "; ".join(str(c.get("architecture")) for c in cards),
         "parameters": int(sum(int(c.get("parameters", 0)) for c in cards)),
@@ -624,7 +635,7 @@ def merge_models(members: Sequence[Path], out: Path, check_inputs: np.ndarray | 
 
 def _cv2_forward(path: Path, xs: np.ndarray) -> np.ndarray:
     net = cv2.dnn.readNetFromONNX(str(path))
-    net.setInput(xs)
+    net.setInput(np.ascontiguousarray(xs))
     return np.asarray(net.forward(), np.float64)
 
 
