@@ -304,3 +304,23 @@ def test_some_training_digits_are_written_small():
         heights.append(np.ptp(rows) / cell.interior.shape[0])
     heights = np.array(heights)
     assert 0.05 < (heights < 0.38).mean() < 0.3  # about one digit in eight is small; most are not
+
+
+def test_a_glyph_only_net_trains_and_reads_as_v3_did(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from ocr.errors import BadInput
+    from ocr.read import train as train_mod
+    from ocr.read.cnn import CnnReader
+
+    out = tmp_path / "one" / "digits.onnx"
+    lines: list[str] = []
+    train_mod.train(data=tmp_path / "absent", out=out, seed=2, epochs=1, samples=200, val_samples=50, workers=1,
+                    cache_dir=None, planes=1, log=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["input"]["shape"] == [1, CELL_PX, CELL_PX] and "--planes 1" in card["training"]["command"]
+    assert any("upright bars labelled 'no digit' left out" in line for line in lines)  # glyph-only: bars dropped
+    cell = prepare_cell(cells_synth.render_crop(np.random.default_rng(0), GlyphBank(), 3).crop, 3.0)
+    assert CnnReader(out).read([cell])[0].ok
+    with pytest.raises(BadInput):
+        train_mod.train(data=tmp_path / "absent", out=tmp_path / "x.onnx", planes=3, log=lambda *a, **k: None)

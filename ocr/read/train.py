@@ -27,7 +27,7 @@ from ocr.errors import BadInput, MissingDependency
 from ocr.read import cells_synth
 from ocr.read.base import BLANK_INDEX, CLASSES, N_CLASSES
 from ocr.read.cells_synth import GlyphBank, default_data_dir
-from ocr.read.cnn import DEFAULT_MODEL, CnnReader, model_card_path
+from ocr.read.cnn import DEFAULT_MODEL, CnnReader, input_planes, model_card_path
 from ocr.read.datacache import cached_arrays, source_fingerprint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -418,14 +418,19 @@ def train(
     val_bank = GlyphBank.load(data_dir, "val", use_fonts=use_fonts)
     n_val = val_samples if val_samples is not None else max(2000, samples // 10)
     log(f"data: train {bank.sources}; val {val_bank.sources}")
+    def kept(X: np.ndarray, y: np.ndarray, what: str) -> np.ndarray:
+        # A short vertical box-line fragment in the "no digit" class comes out of normalisation as a thick upright
+        # bar. Given the glyph alone, the net can only learn from it that such a bar (a thick "1") is no digit: it is
+        # left out. Given its placement too, it is what teaches the net that a bar hugging the box's side is no "1".
+        if planes == 2:
+            return np.ones(len(y), bool)
+        keep = drop_upright_bars_labelled_blank(X, y)
+        log(f"{what}: {int((~keep).sum())} upright bars labelled 'no digit' left out")
+        return keep
+
     X, y = build_cells(bank, samples, seed, workers=workers, cache_dir=cache_dir)
-    # A short vertical box-line fragment in the "no digit" class comes out of normalisation as a thick upright bar.
-    # Given the glyph alone, the net can only learn from it that such a bar (a thick "1") is no digit: it is left
-    # out. Given its placement too, it is what teaches the net that a bar hugging the box's side is no "1".
-    keep = drop_upright_bars_labelled_blank(X, y) if planes == 1 else np.ones(len(y), bool)
+    keep = kept(X, y, "synthetic cells")
     X, y = X[keep], y[keep]
-    if planes == 1:
-        log(f"synthetic cells: {int((~keep).sum())} upright bars labelled 'no digit' left out")
     # Validation chunks use a disjoint chunk range so they never share a generator stream with training.
     Xv, yv = build_cells(val_bank, n_val, seed, chunk0=1_000_000, workers=workers, cache_dir=cache_dir)
     Xp = yp = Xpv = ypv = None
@@ -435,9 +440,7 @@ def train(
         P, py, page = build_page_cells(
             pages, seed, data_dir, workers=workers, cache_dir=None if cache_dir is None else PAGE_CACHE, log=log
         )
-        keep = drop_upright_bars_labelled_blank(P, py) if planes == 1 else np.ones(len(py), bool)
-        if planes == 1:
-            log(f"page cells: {int((~keep).sum())} upright bars labelled 'no digit' left out")
+        keep = kept(P, py, "page cells")
         P, py, page = P[keep], py[keep], page[keep]
         held = page % 10 == 9  # every tenth page is held out, whole pages (one writer each) at a time
         Xp, yp, Xpv, ypv = P[~held], py[~held], P[held], py[held]
@@ -554,8 +557,6 @@ def merge_models(members: Sequence[Path], out: Path, check_inputs: np.ndarray | 
 
     if len(members) < 2:
         raise BadInput("An ensemble needs at least two member models.", code="ensemble_too_small")
-    from ocr.read.cnn import input_planes
-
     cards = []
     for path in map(Path, members):
         if not path.is_file():
