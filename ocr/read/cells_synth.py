@@ -506,7 +506,12 @@ def render_crop(rng: np.random.Generator, bank: GlyphBank, label: int) -> Render
             # short bar (it is not magnified past 40% of the box), which a net that never saw a digit under 40% of
             # its box can only call a dash.
             size = rng.random()
-            frac = rng.uniform(0.4, 1.1) if size < 0.73 else rng.uniform(0.2, 0.4) if size < 0.85 else rng.uniform(0.85, 1.15)
+            if size < 0.73:
+                frac = rng.uniform(0.4, 1.1)
+            elif size < 0.85:
+                frac = rng.uniform(0.2, 0.4)  # small
+            else:
+                frac = rng.uniform(0.85, 1.15)  # large, some crossing the border
         g = _stroke_weight(rng, g)
         target_h = BOX_PX * frac
         off = BOX_PX * (0.5 - 0.5 * min(frac, 0.95)) * 0.9
