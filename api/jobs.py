@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import signal
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -76,6 +77,12 @@ def _stop_workers(pool: Executor) -> None:
         proc.terminate()
 
 
+def _worker_init() -> None:
+    """A worker leaves Ctrl-C to the server: the terminal sends it to the whole process group, and an idle worker
+    interrupted in its queue read only prints a traceback. The server's stop ends the workers (`_stop_workers`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class LocalJobRunner:
     def __init__(self, settings: ServiceSettings, store: JobStore, *, to_thread: Callable = asyncio.to_thread):
         self.settings = settings
@@ -89,7 +96,9 @@ class LocalJobRunner:
         if self.settings.job_executor == "thread":
             return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="c1ocr-job")
         # spawn, not fork: the server process has threads, and fork copies their locks.
-        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+        )
 
     async def start(self) -> None:
         self._read_pool = self._new_pool(self.settings.job_workers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -290,7 +291,10 @@ def test_stopping_the_service_stops_a_stuck_reading_and_the_next_start_reads_it(
             time.sleep(0.1)
         (attempt,) = marker.iterdir()
         pid = int(attempt.read_text())
-        assert not _gone(pid)
+        # Ctrl-C in a terminal reaches every process of the group: a worker leaves it to the server.
+        os.kill(pid, signal.SIGINT)
+        time.sleep(2)
+        assert not _gone(pid) and len(list(marker.iterdir())) == 1  # still reading: not interrupted, not retried
     for _ in range(100):  # terminated at stop; reaped a moment later
         if _gone(pid):
             break
