@@ -31,6 +31,17 @@ def model_card_path(model_path: Path) -> Path:
     return model_path.with_suffix(".json")
 
 
+def read_model_card(model_path: Path) -> dict | None:
+    """The model's card (None when it has none); a card that cannot be read is a broken installation."""
+    card = model_card_path(model_path)
+    if not card.is_file():
+        return None
+    try:
+        return json.loads(card.read_text())
+    except (OSError, ValueError) as e:
+        raise MissingDependency(f"Model card {card} is unreadable ({e}). {_RETRAIN_HINT}", code="model_corrupt") from e
+
+
 def input_planes(card: dict) -> int:
     """How many input planes a model takes, from its card's input shape ([planes, 32, 32]; a card without it, or an
     older [32, 32] one, means the glyph alone)."""
@@ -51,6 +62,7 @@ class CnnReader:
         self._run_lock = threading.Lock()
         self._sha256: str | None = None
         self._planes = 1  # input planes (PreparedCell.channels), from the model card
+        self._card: dict | None = None
 
     # -- loading --------------------------------------------------------------------------------------------------
 
@@ -64,13 +76,7 @@ class CnnReader:
             if not path.is_file():
                 raise MissingDependency(f"Digit model not found at {path}. {_RETRAIN_HINT}", code="model_missing")
             data = path.read_bytes()
-            card = model_card_path(path)
-            try:
-                card_data = json.loads(card.read_text()) if card.is_file() else {}
-            except (OSError, ValueError) as e:
-                raise MissingDependency(
-                    f"Model card {card} is unreadable ({e}). {_RETRAIN_HINT}", code="model_corrupt"
-                ) from e
+            card_data = read_model_card(path) or {}
             planes = input_planes(card_data)
             if planes not in (1, 2):
                 raise MissingDependency(
@@ -104,6 +110,7 @@ class CnnReader:
                     )
             self._sha256 = hashlib.sha256(data).hexdigest()
             self._planes = planes
+            self._card = card_data or None
             self._net = net
             return net
 
@@ -111,9 +118,8 @@ class CnnReader:
         """Provenance of the model in use: path, sha256, and the training card (digits.json) when present."""
         self._load()
         info: dict = {"engine": self.name, "path": str(self.model_path), "sha256": self._sha256}
-        card = model_card_path(self.model_path)
-        if card.is_file():
-            info["card"] = json.loads(card.read_text())
+        if self._card is not None:
+            info["card"] = self._card
         return info
 
     # -- reading --------------------------------------------------------------------------------------------------

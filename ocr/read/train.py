@@ -27,7 +27,7 @@ from ocr.errors import BadInput, MissingDependency
 from ocr.read import cells_synth
 from ocr.read.base import BLANK_INDEX, CLASSES, N_CLASSES
 from ocr.read.cells_synth import GlyphBank, default_data_dir
-from ocr.read.cnn import DEFAULT_MODEL, CnnReader, input_planes, model_card_path
+from ocr.read.cnn import DEFAULT_MODEL, CnnReader, input_planes, model_card_path, read_model_card
 from ocr.read.datacache import cached_arrays, source_fingerprint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -561,8 +561,7 @@ def merge_models(members: Sequence[Path], out: Path, check_inputs: np.ndarray | 
     for path in map(Path, members):
         if not path.is_file():
             raise BadInput(f"Member model {path} not found.", code="model_missing")
-        card = model_card_path(path)
-        cards.append(json.loads(card.read_text()) if card.is_file() else {"path": str(path)})
+        cards.append(read_model_card(path) or {"path": str(path)})
     member_planes = [input_planes(c) for c in cards]
     if not set(member_planes) <= {1, 2}:
         raise BadInput(f"Member models take {sorted(set(member_planes))} input planes; a member takes 1 or 2.",
