@@ -74,9 +74,10 @@ def review_reasons_command(
 
     if not truths:
         return
+    specs = {(form_id, f["id"]): f for form_id, truth in truths.items() for f in truth.get("fields", [])}
     cells, wrong = Counter(), Counter()
     for r in records:
-        spec = next((f for f in (truths.get(r.form_id) or {}).get("fields", []) if f["id"] == r.field), None)
+        spec = specs.get((r.form_id, r.field))
         if spec is None or len(spec["boxes"]) != len(r.boxes):
             continue
         for box, truth in zip(r.boxes, spec["boxes"]):
