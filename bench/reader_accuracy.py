@@ -210,6 +210,24 @@ def _read_synth(args: tuple[str, str]) -> tuple[str, dict, dict]:
         return path, truth, {"status": "error", "reason": e.code, "detail": e.message}
 
 
+def _reader_temperature() -> float:
+    """The calibration the reader applies (settings may name another file): undone so the records hold raw top-k."""
+    from ocr.calibration import load_calibration
+    from ocr.config import get_settings
+
+    return load_calibration(get_settings().decode.calibration_file).temperature
+
+
+def _write_records(out, reading: dict, truth: dict[str, tuple[str, int | None]], form_id: str, temperature: float) -> None:
+    """One field record (ocr.calibration.FieldRecord) per field with a truth: field id -> (written text, value)."""
+    from ocr.calibration import records_from_reading
+    from ocr.results import PageReading
+
+    page = PageReading.model_validate(reading)
+    for rec in records_from_reading(page, truth, form_id=form_id, temperature=temperature):
+        out.write(json.dumps(rec) + "\n")
+
+
 @app.command()
 def synthetic(
     corpus: Annotated[Path, typer.Option(help="directory made by `c1ocr synth` (images + truth JSON)")],
@@ -219,13 +237,7 @@ def synthetic(
     records: Annotated[Optional[Path], typer.Option(help="write field records (JSONL) for calibration")] = None,
     out_json: Annotated[Optional[Path], typer.Option("--json", help="write the metrics as JSON")] = None,
 ) -> None:
-    from ocr.calibration import load_calibration, records_from_reading
-
-    from ocr.config import get_settings
-
-    # The calibration the reader applies (settings may name another file): undone so the records hold raw top-k.
-    temperature = load_calibration(get_settings().decode.calibration_file).temperature
-
+    temperature = _reader_temperature()
     photos = sorted(p for p in corpus.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     tallies: dict[str, Tally] = {}
     rec_out = records.open("w") if records else None
@@ -260,12 +272,7 @@ def synthetic(
                 t.forms_read += 1
                 t.forms_right += t.add_fields(truth_fields, r)
                 if rec_out and eng == engine[0]:
-                    from ocr.results import PageReading
-
-                    reading = PageReading.model_validate(r)
-                    truth_text = {k: v[0] for k, v in truth_fields.items()}
-                    for rec in records_from_reading(reading, truth_text, form_id=Path(path).stem, temperature=temperature):
-                        rec_out.write(json.dumps(rec) + "\n")
+                    _write_records(rec_out, r, truth_fields, Path(path).stem, temperature)
     if rec_out:
         rec_out.close()
     _report(f"synthetic corpus {corpus} ({len(photos)} photos)", tallies, out_json)
@@ -292,6 +299,7 @@ def real(
     jobs: Annotated[int, typer.Option()] = 2,
     out_json: Annotated[Optional[Path], typer.Option("--json")] = None,
     verbose: Annotated[bool, typer.Option(help="print every field read")] = False,
+    records: Annotated[Optional[Path], typer.Option(help="write field records (JSONL) of the labelled fields")] = None,
 ) -> None:
     forms_dir = data / "election_forms"
     labels = forms_dir / "labels" / "form_fields.csv"
@@ -310,6 +318,8 @@ def real(
                 boxes = "???"  # written across the grid: no per-box truth, the value still counts
             value = int(row["value"]) if row["value"].strip().lstrip("-").isdigit() else None
             per_image.setdefault(row["image"], (tid, {}))[1][row["field"]] = (boxes, value)
+    temperature = _reader_temperature()
+    rec_out = records.open("w") if records else None
     tallies: dict[str, Tally] = {}
     for eng in engine:
         t = tallies.setdefault(eng, Tally())
@@ -329,12 +339,17 @@ def real(
                 t.read_ms.append(r["timings_ms"].get("read", 0.0))
                 t.forms_read += 1
                 t.forms_right += t.add_fields(truth, r)
+                if rec_out and eng == engine[0]:
+                    labelled = {fid: tv for fid, tv in truth.items() if not _unlabelled(*tv)}
+                    _write_records(rec_out, r, labelled, Path(img).stem, temperature)
                 if verbose:
                     for fid, (tt, tv) in truth.items():
                         fr = r["fields"].get(fid, {})
                         mark = "ok " if fr.get("value") == tv else "BAD"
                         console.print(f"{mark} {eng} {Path(img).name} {fid}: truth {tt}={tv} read {fr.get('text')}={fr.get('value')} "
                                       f"{fr.get('status')} {fr.get('reasons')}")
+    if rec_out:
+        rec_out.close()
     _report(f"real labelled forms ({len(per_image)} images; not templated: {dict(skipped)})", tallies, out_json)
 
 

@@ -112,18 +112,21 @@ def read_records(path: Path) -> list[FieldRecord]:
     return out
 
 
-def records_from_reading(reading, truth_text: dict[str, str], form_id: str, *, temperature: float = 1.0) -> list[dict]:
-    """FieldRecords (as dicts) from a PageReading and the written text per field id.
+def records_from_reading(
+    reading, truth: dict[str, tuple[str, int | None]], form_id: str, *, temperature: float = 1.0
+) -> list[dict]:
+    """FieldRecords (as dicts) from a PageReading and, per field id, the written text and the value it means (a real
+    form's label may give the value of a field whose boxes are not all legible: text "???").
 
     The reading's box top-k are calibrated with `temperature`; it is undone here so the records hold raw top-k.
     """
-    from ocr.decode import probs_from_topk, value_of
+    from ocr.decode import probs_from_topk
 
     out = []
     for fid, f in reading.fields.items():
-        text = truth_text.get(fid)
-        if text is None:
+        if fid not in truth:
             continue
+        text, true_value = truth[fid]
         boxes = []
         for b in f.boxes:
             topk = [(c.char, c.p) for c in b.topk]
@@ -134,7 +137,7 @@ def records_from_reading(reading, truth_text: dict[str, str], form_id: str, *, t
         out.append(
             {
                 "form_id": form_id, "template": reading.template or "", "field": fid, "boxes": boxes,
-                "true_text": text, "true_value": value_of(tuple("_" if c == "-" else c for c in text)),
+                "true_text": text, "true_value": true_value,
                 "value": f.value, "confidence": f.confidence, "status": f.status, "reasons": list(f.reasons),
             }
         )  # fmt: skip

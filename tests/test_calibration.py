@@ -196,3 +196,64 @@ def test_bench_decode_speed_decodes_every_recorded_page(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "3 pages from" in out and "p50" in out and "p95" in out
     assert sum(f"page{i}" in out for i in range(3)) == 3  # the slowest-pages list names decoded pages
+
+
+def test_bench_redecode_decodes_recorded_pages_again_under_the_current_settings(tmp_path, capsys, monkeypatch):
+    from bench.redecode import main
+    from ocr.config import Settings
+
+    def rec(form_id: str, field: str, text: str, value: int) -> dict:
+        boxes = [{"topk": [[c, 0.97], ["7" if c != "7" else "1", 0.02]], "empty": False} for c in text]
+        return {"form_id": form_id, "template": "ppwp-2024-plano-p2", "field": field, "boxes": boxes,
+                "true_text": text, "true_value": value, "value": None, "confidence": 0.0, "status": "",
+                "reasons": []}  # fmt: skip
+
+    lines = [rec(f"page{i}", f, t, v) for i in range(2) for f, t, v in (("IV.1", "X62", 62), ("IV.2", "105", 105))]
+    lines.append({**rec("untemplated", "F1", "123", 123), "template": ""})  # no template: cannot be decoded, left out
+    src, out = tmp_path / "fields.jsonl", tmp_path / "redecoded.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+    def run() -> list[FieldRecord]:
+        with pytest.raises(SystemExit) as e:
+            main(["--input", str(src), "--output", str(out)])
+        assert e.value.code == 0
+        return read_records(out)
+
+    shipped = run()
+    assert [(r.form_id, r.field) for r in shipped] == [(f"page{i}", f) for i in range(2) for f in ("IV.1", "IV.2")]
+    # three boxes at 0.97 each: the values are read, but under the shipped 0.98 threshold they go to review
+    assert [r.value for r in shipped] == [62, 105, 62, 105]
+    assert all(r.status == "needs_review" and "low_confidence" in r.reasons for r in shipped)
+    assert "shipped settings: 4 fields: accepted 0.00%" in capsys.readouterr().out
+
+    monkeypatch.setenv("C1OCR_ROUTING__ACCEPT_CONFIDENCE", "0.8")
+    monkeypatch.setattr("bench.redecode.get_settings", lambda: Settings())  # the process-wide settings are cached
+    lowered = run()
+    assert all(r.status == "accepted" and r.reasons == [] for r in lowered)
+    printed = capsys.readouterr().out
+    assert "shipped settings: 4 fields: accepted 0.00%" in printed  # the baseline ignores the environment
+    assert "these settings:   4 fields: accepted 100.00%" in printed and "wrong accepted 0" in printed
+
+
+def test_records_from_a_reading_keep_the_labelled_value_and_undo_the_temperature():
+    """A real form's label may give a field's value when its boxes are not all legible ("???"): the record keeps it."""
+    from ocr.calibration import records_from_reading
+    from ocr.results import PageReading
+
+    def box(i: int, char: str) -> dict:
+        return {"index": i, "char": char, "topk": [{"char": char, "p": 0.9}, {"char": "7", "p": 0.1}], "ink": 0.2}
+
+    page = PageReading.model_validate(
+        {"image": "x.jpg", "status": "read", "engine": "ensemble", "template": "ppwp-2019-c1-l2", "fields": {
+            f: {"id": f, "label": f, "value": 14, "text": "X14", "confidence": 0.9, "status": "needs_review",
+                "reasons": ["low_confidence"], "boxes": [box(i, c) for i, c in enumerate("X14")]}
+            for f in ("B_jumlah_suara_tidak_sah", "unlabelled")}}  # fmt: skip
+    )
+    recs = records_from_reading(page, {"B_jumlah_suara_tidak_sah": ("???", 14)}, "test11", temperature=2.0)
+    assert len(recs) == 1  # a field without a label gives no record
+    r = FieldRecord.model_validate(recs[0])
+    assert (r.form_id, r.template, r.true_text, r.true_value, r.value, r.status) == (
+        "test11", "ppwp-2019-c1-l2", "???", 14, 14, "needs_review"
+    )
+    # the reading's probabilities were calibrated at T = 2; the record holds the raw ones (sharper)
+    assert r.boxes[1].topk[0][0] == "1" and r.boxes[1].topk[0][1] > 0.9
