@@ -324,3 +324,36 @@ def test_a_glyph_only_net_trains_and_reads_as_v3_did(tmp_path):
     assert CnnReader(out).read([cell])[0].ok
     with pytest.raises(BadInput):
         train_mod.train(data=tmp_path / "absent", out=tmp_path / "x.onnx", planes=3, log=lambda *a, **k: None)
+
+
+def _digit_cells(monkeypatch, n: int, **shares: float) -> list:
+    """Prepared cells of digits drawn with the given style shares (P_STRIKE, P_OVERWRITE, P_CROSS; the rest 0)."""
+    for name in ("P_STRIKE", "P_OVERWRITE", "P_CROSS"):
+        monkeypatch.setattr(cells_synth, name, shares.get(name, 0.0))
+    rng = np.random.default_rng(21)
+    bank = GlyphBank()
+    cells = [prepare_cell(cells_synth.render_crop(rng, bank, int(rng.integers(10))).crop, 3.5) for _ in range(n)]
+    return [c for c in cells if not c.empty]
+
+
+def test_some_training_digits_cross_the_box_line(monkeypatch):
+    """A digit pushed over one side of its box (22% of raw misreads on the synthetic pages) is in the training cells."""
+
+    def off_centre(cells) -> np.ndarray:
+        out = []
+        for c in cells:
+            ys, xs = np.nonzero(c.interior > 0.5)
+            h, w = c.interior.shape
+            out.append(max(abs(xs.mean() / w - 0.5), abs(ys.mean() / h - 0.5)))
+        return np.array(out)
+
+    plain = off_centre(_digit_cells(monkeypatch, 60))
+    crossing = off_centre(_digit_cells(monkeypatch, 60, P_CROSS=1.0))
+    assert np.median(crossing) > 0.12 > np.median(plain)
+
+
+def test_some_training_digits_are_written_over_another(monkeypatch):
+    """An overwritten digit: the label's digit with a heavier pen over a wrong one, so more ink than one digit."""
+    plain = np.mean([c.ink_fraction for c in _digit_cells(monkeypatch, 60)])
+    over = np.mean([c.ink_fraction for c in _digit_cells(monkeypatch, 60, P_OVERWRITE=1.0)])
+    assert over > 1.4 * plain

@@ -38,9 +38,14 @@ USPS_VAL = (5400, 6000)
 # Share of each class family in a dataset. Digits dominate; X and "no digit" are common on real forms (leading boxes).
 P_X = 0.11
 P_BLANK = 0.13
+# Shares of digit samples written the ways a KPPS corrects or misplaces a digit (ocr/synth/fill.py draws the same on
+# whole pages): an old digit struck out under the final one; the final digit written over a wrong one with a heavier
+# pen; a digit pushed over the box line, which the cell stage cuts.
 P_STRIKE = 0.03
+P_OVERWRITE = 0.02
+P_CROSS = 0.06
 LOST_INK_RATIO = 0.6  # a digit whose prepared ink is below this share of the drawn ink is redrawn
-KEPT_LINE_RATIO = 1.6  # ... and one with much more ink than drawn (the cell stage kept a box line) too  # of digit samples: an overwritten digit (an old one struck out, the final one written over it)
+KEPT_LINE_RATIO = 1.6  # ... and one with much more ink than drawn (the cell stage kept a box line) too
 
 
 def default_data_dir() -> Path:
@@ -185,6 +190,13 @@ _STROKES: dict[int, list[list[list[tuple[float, float]]]]] = {
     4: [
         [[(0.7, 1.6), (0.7, 0.0), (0.0, 1.1), (1.0, 1.1)]],  # closed 4
         [[(0.15, 0.0), (0.05, 1.0), (1.0, 1.0)], [(0.75, 0.2), (0.75, 1.6)]],  # open 4
+    ],
+    # a "9" whose tail hooks back left, like a "g" (the 2019 forms' year); MNIST's 9s mostly end in a straight stem
+    9: [
+        [[(0.9, 0.35), (0.75, 0.05), (0.45, 0.0), (0.15, 0.15), (0.1, 0.45), (0.35, 0.7), (0.7, 0.65), (0.9, 0.4),
+          (0.9, 1.2), (0.75, 1.5), (0.45, 1.6), (0.15, 1.4)]],
+        [[(0.85, 0.2), (0.5, 0.0), (0.15, 0.2), (0.15, 0.55), (0.5, 0.7), (0.85, 0.5), (0.85, 0.2), (0.8, 1.1),
+          (0.6, 1.55), (0.25, 1.55), (0.1, 1.3)]],
     ],
     7: [
         [[(0.0, 0.0), (1.0, 0.0), (0.35, 1.6)]],
@@ -517,8 +529,9 @@ def render_crop(rng: np.random.Generator, bank: GlyphBank, label: int) -> Render
         off = BOX_PX * (0.5 - 0.5 * min(frac, 0.95)) * 0.9
         cx = box_c + rng.uniform(-off, off) * 0.8 + rng.normal(0, 1.5)
         cy = box_c + rng.uniform(-off, off) * 0.8 + rng.normal(0, 1.5)
-        if label < 10 and rng.random() < P_STRIKE:
-            # Overwritten: an old digit, struck through, under a larger, darker final digit (the label).
+        style = rng.random() if label < 10 else 1.0
+        if style < P_STRIKE:
+            # Struck out: an old digit, struck through, under a larger, darker final digit (the label).
             old = digit_glyph(rng, bank, int(rng.integers(10)))
             old_ink = _warp_glyph(rng, old, BOX_PX * rng.uniform(0.4, 0.6), box_c + rng.normal(0, 4), box_c)
             ys, xs = np.nonzero(old_ink > 0.3)
@@ -528,7 +541,26 @@ def render_crop(rng: np.random.Generator, bank: GlyphBank, label: int) -> Render
             ink = np.maximum(ink, old_ink * 0.75)
             target_h = BOX_PX * rng.uniform(0.8, 1.05)
             cx, cy = box_c + rng.normal(0, 3), box_c + rng.normal(0, 3)
-        ink = np.maximum(ink, _warp_glyph(rng, g, target_h, cx, cy))
+        elif style < P_STRIKE + P_OVERWRITE:
+            # Overwritten: the final digit (the label) written over a wrong one of about the same size and place; only
+            # its heavier strokes tell which is which, as a person reading the form would see.
+            # Small ones are left out: two small digits on top of each other are a blob nobody can read.
+            target_h = BOX_PX * max(frac, rng.uniform(0.6, 0.9))
+            old = digit_glyph(rng, bank, (label + int(rng.integers(1, 10))) % 10)
+            old_ink = _warp_glyph(rng, old, target_h * rng.uniform(0.9, 1.1), cx + rng.normal(0, 2), cy + rng.normal(0, 2))
+            ink = np.maximum(ink, cv2.erode(old_ink, np.ones((2, 2), np.uint8)))
+            final = _warp_glyph(rng, g, target_h, cx, cy)
+            ink = np.maximum(ink, cv2.dilate(final, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))))
+        elif style < P_STRIKE + P_OVERWRITE + P_CROSS:
+            # Over the line: pushed towards one side of the box, part of it beyond the line (the cell stage cuts it
+            # there, or keeps it joined to the line).
+            target_h = BOX_PX * max(frac, rng.uniform(0.6, 0.9))
+            side = int(rng.integers(4))
+            amt = BOX_PX * rng.uniform(0.18, 0.32)
+            cx = box_c + amt * (1 if side == 0 else -1 if side == 1 else 0) + rng.normal(0, 2)
+            cy = box_c + amt * (1 if side == 2 else -1 if side == 3 else 0) + rng.normal(0, 2)
+        if not P_STRIKE <= style < P_STRIKE + P_OVERWRITE:
+            ink = np.maximum(ink, _warp_glyph(rng, g, target_h, cx, cy))
     dark = np.maximum(dark, np.clip(ink, 0, 1) * ink_level)
     a, b = MARGIN_PX + int(border), MARGIN_PX + BOX_PX - int(border)
     mark_fraction = float((ink[a:b, a:b] > 0.5).mean())
