@@ -256,13 +256,13 @@ def test_merged_ensemble_is_the_mean_of_its_members_and_the_reader_loads_it(tmp_
     from ocr.read.cnn import CnnReader
 
     members = []
-    for seed in (0, 1):
+    for seed in (0, 1, 2):
         out = tmp_path / f"m{seed}" / "digits.onnx"
         train_mod.train(data=tmp_path / "absent", out=out, seed=seed, epochs=1, samples=200, val_samples=50,
                         workers=1, cache_dir=None, log=lambda *a, **k: None)
         members.append(out)
     merged = tmp_path / "ens" / "digits.onnx"
-    card = train_mod.merge_models(members, merged)
+    card = train_mod.merge_models(members[:2], merged)
 
     x = np.random.default_rng(3).random((9, 2, CELL_PX, CELL_PX)).astype(np.float32)
     each = [CnnReader(m).predict_inputs(x) for m in members]
@@ -271,6 +271,13 @@ def test_merged_ensemble_is_the_mean_of_its_members_and_the_reader_loads_it(tmp_
     np.testing.assert_allclose(got, (each[0] + each[1]) / 2, atol=1e-5)
     assert [m["training"]["seed"] for m in card["training"]["members"]] == [0, 1]
     assert json.loads(merged.with_suffix(".json").read_text())["classes"] == list(CLASSES)
+
+    # An ensemble merged with one more net: every net weighs the same (the two-net member counts twice).
+    three = tmp_path / "ens3" / "digits.onnx"
+    card3 = train_mod.merge_models([merged, members[2]], three)
+    np.testing.assert_allclose(CnnReader(three).predict_inputs(x), sum(each) / 3, atol=1e-5)
+    assert card3["member_weights"] == pytest.approx([2 / 3, 1 / 3], abs=1e-6)
+    assert train_mod.net_count(card3) == 3
 
     with pytest.raises(BadInput):
         train_mod.merge_models(members[:1], tmp_path / "one.onnx")

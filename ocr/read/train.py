@@ -543,9 +543,18 @@ def train(
 # Ensembles: several trained nets in one ONNX file
 
 
+def net_count(card: dict) -> int:
+    """How many trained nets a model card describes: an ensemble's card keeps its members' cards."""
+    members = (card.get("training") or {}).get("members")
+    if isinstance(members, list) and members:
+        return sum(net_count(m) if isinstance(m, dict) else 1 for m in members)
+    return 1
+
+
 def merge_models(members: Sequence[Path], out: Path, check_inputs: np.ndarray | None = None) -> dict:
     """One ONNX graph that runs every member net on the same input and averages their probabilities (a glyph-only
-    member among two-plane ones reads the first plane, the glyph).
+    member among two-plane ones reads the first plane, the glyph). Every net weighs the same: a member that is itself
+    an ensemble of k nets weighs k times a single net, so merging an ensemble with new nets averages all of them.
 
     Nets trained from different seeds and data draws err on different cells, so their mean is both more accurate and
     better ranked by confidence than any one of them (Sirekap ran 15). The reader is unchanged: it still loads one
@@ -588,15 +597,20 @@ def merge_models(members: Sequence[Path], out: Path, check_inputs: np.ndarray | 
         nodes += list(g.node)
         inits += list(g.initializer)
         outputs.append(outp.name)
-    scale = helper.make_tensor("ensemble_scale", onnx.TensorProto.FLOAT, [], [1.0 / len(members)])
-    nodes.append(helper.make_node("Sum", outputs, ["ensemble_sum"]))
-    nodes.append(helper.make_node("Mul", ["ensemble_sum", "ensemble_scale"], ["probs"]))
+    counts = [net_count(c) for c in cards]
+    weights = [n / sum(counts) for n in counts]
+    weighted = []
+    for k, (name, wk) in enumerate(zip(outputs, weights)):
+        inits.append(helper.make_tensor(f"m{k}_weight", onnx.TensorProto.FLOAT, [], [wk]))
+        nodes.append(helper.make_node("Mul", [name, f"m{k}_weight"], [f"m{k}_weighted"]))
+        weighted.append(f"m{k}_weighted")
+    nodes.append(helper.make_node("Sum", weighted, ["probs"]))
     graph = helper.make_graph(
         nodes,
         "digits_ensemble",
         [helper.make_tensor_value_info("glyph", onnx.TensorProto.FLOAT, ["n", n_planes, CELL_PX, CELL_PX])],
         [helper.make_tensor_value_info("probs", onnx.TensorProto.FLOAT, ["n", N_CLASSES])],
-        initializer=inits + [scale],
+        initializer=inits,
     )
     merged = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
     merged.ir_version = onnx.load(str(members[0])).ir_version
@@ -609,7 +623,7 @@ def merge_models(members: Sequence[Path], out: Path, check_inputs: np.ndarray | 
     # Check: the merged file through cv2.dnn equals the mean of the members through cv2.dnn.
     xs = check_inputs if check_inputs is not None else np.random.default_rng(0).random((16, n_planes, CELL_PX, CELL_PX))
     xs = np.asarray(xs, np.float32).reshape(-1, n_planes, CELL_PX, CELL_PX)
-    want = np.mean([_cv2_forward(Path(p), xs[:, :n]) for p, n in zip(members, member_planes)], axis=0)
+    want = sum(wk * _cv2_forward(Path(p), xs[:, :n]) for p, n, wk in zip(members, member_planes, weights))
     got = _cv2_forward(tmp, xs)
     diff = float(np.abs(got - want).max())
     if diff > 1e-5:
@@ -619,8 +633,9 @@ def merge_models(members: Sequence[Path], out: Path, check_inputs: np.ndarray | 
     card = {
         "classes": list(CLASSES),
         "input": cards[member_planes.index(n_planes)].get("input"),
-        "output": "mean of the members' softmax probabilities",
-        "architecture": f"ensemble of {len(members)} nets: " + "; ".join(str(c.get("architecture")) for c in cards),
+        "output": "mean of the member nets' softmax probabilities, each net weighing the same",
+        "member_weights": [round(wk, 6) for wk in weights],
+        "architecture": f"ensemble of {sum(counts)} nets: " + "; ".join(str(c.get("architecture")) for c in cards),
         "parameters": int(sum(int(c.get("parameters", 0)) for c in cards)),
         "onnx_opset": ONNX_OPSET,
         "training": {
