@@ -8,6 +8,14 @@ same format, each field's value, confidence, status and reasons replaced by the 
 `bench.review_reasons` read it as they read a benchmark's records. Settings come from the environment, as in the
 reader (`C1OCR_...`, see ocr/config.py).
 
+With `--tps` the pages of one TPS are decoded together, as `ocr.tps.read_tps` does once a form set's pages are in:
+each page's rules plus the form set's cross-page constraints. A synthetic corpus draws one TPS tally per index, so
+the pages `<template>-s<seed>-<index>` of one form set with the same index are one TPS; any other form id is a TPS of
+its own.
+
+Besides the shares of fields accepted and in review, the summary gives how well the field confidences predict a
+right value (a value equal to the truth): their negative log-likelihood and Brier score, over the fields with a value.
+
 The records keep each box's three likeliest classes, not all twelve, and no OMR or tally-row readings, so the
 decode here is not exactly the pipeline's. Compare a setting against a re-decode with the shipped settings (it
 prints both), never against the benchmark's own figures.
@@ -20,12 +28,15 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from ocr.calibration import FieldRecord, read_records
 from ocr.config import Settings, get_settings
-from ocr.decode import decode_page, evidence_from_record
-from ocr.templates import get_template
+from ocr.decode import decode_fields, decode_page, evidence_from_record
+from ocr.results import FieldReading
+from ocr.templates import get_form_set, get_template
+from ocr.tps import form_set_inputs
 
 
 def recorded_pages(records: list[FieldRecord]) -> dict[str, tuple[str, list[FieldRecord]]]:
@@ -40,6 +51,14 @@ def recorded_pages(records: list[FieldRecord]) -> dict[str, tuple[str, list[Fiel
     return pages
 
 
+def _outcome(r: FieldRecord, f: FieldReading | None) -> FieldRecord | None:
+    if f is None:
+        return None
+    return r.model_copy(
+        update={"value": f.value, "confidence": f.confidence, "status": f.status, "reasons": list(f.reasons)}
+    )
+
+
 def redecode(records: list[FieldRecord], settings: Settings) -> list[FieldRecord]:
     """The records of every templated page, each field's outcome replaced by a fresh decode under `settings`."""
     out: list[FieldRecord] = []
@@ -49,15 +68,28 @@ def redecode(records: list[FieldRecord], settings: Settings) -> list[FieldRecord
         page = decode_page(
             template, evidence, {}, profile=settings.profile(template.election), settings=settings, form_id=form_id
         )
-        for r in recs:
-            f = page.fields.get(r.field)
-            if f is None:
-                continue
-            out.append(
-                r.model_copy(
-                    update={"value": f.value, "confidence": f.confidence, "status": f.status, "reasons": list(f.reasons)}
-                )
-            )
+        out.extend(o for r in recs if (o := _outcome(r, page.fields.get(r.field))) is not None)
+    return out
+
+
+def redecode_tps(records: list[FieldRecord], settings: Settings) -> list[FieldRecord]:
+    """As `redecode`, each TPS's pages decoded together (see the module docstring for what makes a TPS)."""
+    tps: dict[tuple[str, str], dict[int, tuple[str, list[FieldRecord]]]] = defaultdict(dict)
+    for form_id, (template_id, recs) in recorded_pages(records).items():
+        template = get_template(template_id)
+        suffix = form_id[len(template_id):] if form_id.startswith(template_id + "-s") else form_id
+        tps[(template.form_set, suffix)][template.page] = (form_id, recs)
+    out: list[FieldRecord] = []
+    for (form_set_id, suffix), pages in tps.items():
+        form_set = get_form_set(form_set_id)
+        evidence = {
+            page: evidence_from_record({r.field: [b.model_dump() for b in r.boxes] for r in recs})
+            for page, (_, recs) in pages.items()
+        }
+        inputs, rules = form_set_inputs(form_set, evidence, {}, settings.profile(form_set.election))
+        decoded = decode_fields(inputs, rules, settings=settings, form_id=f"{form_set_id}{suffix}")
+        for page, (_, recs) in pages.items():
+            out.extend(o for r in recs if (o := _outcome(r, decoded.fields.get(f"{page}:{r.field}"))) is not None)
     return out
 
 
@@ -66,20 +98,28 @@ def _summary(records: list[FieldRecord]) -> str:
     accepted = [r for r in records if r.status == "accepted"]
     review = sum(r.status == "needs_review" for r in records)
     wrong = sum(r.value != r.true_value for r in accepted)
+    valued = [r for r in records if r.value is not None]
+    conf = np.clip([r.confidence for r in valued], 1e-6, 1 - 1e-6)
+    right = np.array([r.value == r.true_value for r in valued])
+    nll = float(-np.mean(np.where(right, np.log(conf), np.log1p(-conf)))) if valued else float("nan")
+    brier = float(np.mean((conf - right) ** 2)) if valued else float("nan")
     return (
         f"{n} fields: accepted {len(accepted) / n:.2%}, review {review / n:.2%}, "
-        f"unreadable {sum(r.status == 'unreadable' for r in records) / n:.2%}, wrong accepted {wrong}"
+        f"unreadable {sum(r.status == 'unreadable' for r in records) / n:.2%}, wrong accepted {wrong}; "
+        f"confidence NLL {nll:.4f}, Brier {brier:.4f}"
     )
 
 
 def redecode_command(
     input: Path = typer.Option(..., "--input", "-i", help="JSONL of field records (bench/reader_accuracy.py --records)."),
     output: Path = typer.Option(..., "--output", "-o", help="where to write the re-decoded records (JSONL)"),
+    tps: bool = typer.Option(False, "--tps", help="decode the pages of one TPS together (read_tps)"),
 ) -> None:
     records = read_records(input)
     settings = get_settings()
-    shipped = redecode(records, Settings.model_construct())  # the defaults alone: no environment, no file
-    fresh = redecode(records, settings)
+    run = redecode_tps if tps else redecode
+    shipped = run(records, Settings.model_construct())  # the defaults alone: no environment, no file
+    fresh = run(records, settings)
     if not fresh:
         raise SystemExit(f"{input}: no pages with a template in the records")
     with output.open("w") as fh:

@@ -21,10 +21,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ocr.calibration import Calibration
-from ocr.config import Settings, get_settings
+from ocr.config import ElectionProfile, Settings, get_settings
 from ocr.decode import BoxEvidence, FieldInput, PageDecode, decode_fields, probs_from_topk
 from ocr.errors import UnknownTemplate
-from ocr.results import FieldReading, PageReading, RuleResult
+from ocr.results import FieldReading, OmrReading, PageReading, RuleResult
 from ocr.rules import Rule, bind_constraint, page_rules, structural_result
 from ocr.templates import get_form_set, get_template
 from ocr.templates.schema import FormSet
@@ -88,6 +88,29 @@ def _evidence(reading: FieldReading) -> list[BoxEvidence] | None:
     return out
 
 
+def form_set_inputs(
+    form_set: FormSet,
+    evidence: dict[int, dict[str, list[BoxEvidence] | None]],
+    omr: dict[int, dict[str, OmrReading]],
+    profile: ElectionProfile,
+) -> tuple[list[FieldInput], list[Rule]]:
+    """The fields ("<page>:<field id>") and rules (each page's, then the form set's constraints) of the pages that
+    have evidence, for one joint `decode_fields`."""
+    inputs: list[FieldInput] = []
+    rules: list[Rule] = []
+    for ref in form_set.pages:
+        page = evidence.get(ref.page)
+        if page is None:
+            continue
+        template = get_template(ref.template)
+        q = f"{ref.page}:"
+        for f in template.fields:
+            inputs.append(FieldInput(qid=q + f.id, spec=f, boxes=page.get(f.id), omr=omr.get(ref.page, {}).get(f.id)))
+        rules.extend(page_rules(template, profile, qualify=q))
+    rules.extend(bind_constraint(c, profile) for c in form_set.constraints)
+    return inputs, rules
+
+
 def decode_tps(
     form_set: FormSet,
     slots: dict[int, PageReading],
@@ -96,27 +119,14 @@ def decode_tps(
     form_id: str | None = None,
 ) -> PageDecode:
     """Joint decode of the pages present, under page rules and the form set's constraints."""
-    profile = settings.profile(form_set.election)
-    inputs: list[FieldInput] = []
-    rules: list[Rule] = []
-    for ref in form_set.pages:
-        reading = slots.get(ref.page)
-        if reading is None:
-            continue
-        template = get_template(ref.template)
-        q = f"{ref.page}:"
-        for f in template.fields:
-            fr = reading.fields.get(f.id)
-            inputs.append(
-                FieldInput(
-                    qid=q + f.id,
-                    spec=f,
-                    boxes=_evidence(fr) if fr is not None else None,
-                    omr=fr.omr if fr is not None else None,
-                )
-            )
-        rules.extend(page_rules(template, profile, qualify=q))
-    rules.extend(bind_constraint(c, profile) for c in form_set.constraints)
+    evidence = {
+        page: {fid: _evidence(fr) for fid, fr in reading.fields.items()} for page, reading in slots.items()
+    }
+    omr = {
+        page: {fid: fr.omr for fid, fr in reading.fields.items() if fr.omr is not None}
+        for page, reading in slots.items()
+    }
+    inputs, rules = form_set_inputs(form_set, evidence, omr, settings.profile(form_set.election))
     decoded = decode_fields(inputs, rules, settings=settings, form_id=form_id, calibration=_IDENTITY)
 
     for ref in form_set.pages:

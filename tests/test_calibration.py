@@ -257,3 +257,39 @@ def test_records_from_a_reading_keep_the_labelled_value_and_undo_the_temperature
     )
     # the reading's probabilities were calibrated at T = 2; the record holds the raw ones (sharper)
     assert r.boxes[1].topk[0][0] == "1" and r.boxes[1].topk[0][1] > 0.9
+
+
+def test_bench_redecode_tps_decodes_the_pages_of_one_tps_together(tmp_path, capsys):
+    """V.A on page 3 is unsure alone; with page 2 of the same TPS, R7 (V.A = IV.1 + IV.2 + IV.3) settles it."""
+    from bench.redecode import main
+
+    def rec(template: str, index: str, field: str, boxes: list[list], value: int) -> dict:
+        return {"form_id": f"{template}-s7-{index}", "template": template, "field": field,
+                "boxes": [{"topk": topk, "empty": False} for topk in boxes], "true_value": value}  # fmt: skip
+
+    sure = lambda c: [[c, 0.9999]]  # noqa: E731
+    lines = [
+        rec("ppwp-2024-plano-p2", "00001", "IV.1", [sure("X"), sure("6"), sure("2")], 62),
+        rec("ppwp-2024-plano-p2", "00001", "IV.2", [sure("1"), sure("0"), sure("5")], 105),
+        rec("ppwp-2024-plano-p2", "00001", "IV.3", [sure("X"), sure("3"), sure("8")], 38),
+        rec("ppwp-2024-plano-p3", "00001", "V.A", [sure("2"), [["0", 0.75], ["6", 0.25]], sure("5")], 205),
+        # the same V.A on page 3 of another TPS, whose page 2 is not in: nothing to settle it
+        rec("ppwp-2024-plano-p3", "00002", "V.A", [sure("2"), [["0", 0.75], ["6", 0.25]], sure("5")], 205),
+    ]
+    src = tmp_path / "fields.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+    def va(*flags: str) -> dict[str, FieldRecord]:
+        out = tmp_path / "out.jsonl"
+        with pytest.raises(SystemExit) as e:
+            main(["--input", str(src), "--output", str(out), *flags])
+        assert e.value.code == 0
+        return {r.form_id: r for r in read_records(out) if r.field == "V.A"}
+
+    alone = va()
+    assert all(r.value == 205 and r.status == "needs_review" for r in alone.values())
+    together = va("--tps")
+    assert together["ppwp-2024-plano-p3-s7-00001"].status == "accepted"
+    assert together["ppwp-2024-plano-p3-s7-00001"].confidence > alone["ppwp-2024-plano-p3-s7-00001"].confidence
+    assert together["ppwp-2024-plano-p3-s7-00002"].status == "needs_review"
+    assert "confidence NLL" in capsys.readouterr().out
