@@ -18,12 +18,12 @@ import cProfile
 import pstats
 import statistics
 import sys
-from collections import defaultdict
 from pathlib import Path
 from time import perf_counter
 
 import typer
 
+from bench.redecode import recorded_pages
 from ocr.calibration import read_records
 from ocr.config import get_settings
 from ocr.decode import decode_page, evidence_from_record
@@ -32,12 +32,10 @@ from ocr.templates import get_template
 
 def _pages(input: Path) -> list[tuple[str, str, dict]]:
     """(form id, template id, evidence) per recorded page, in file order."""
-    fields: dict[str, dict] = defaultdict(dict)
-    templates: dict[str, str] = {}
-    for r in read_records(input):
-        templates[r.form_id] = r.template
-        fields[r.form_id][r.field] = [b.model_dump() for b in r.boxes]
-    return [(fid, templates[fid], evidence_from_record(f)) for fid, f in fields.items() if templates[fid]]
+    return [
+        (form_id, template_id, evidence_from_record({r.field: [b.model_dump() for b in r.boxes] for r in recs}))
+        for form_id, (template_id, recs) in recorded_pages(read_records(input)).items()
+    ]
 
 
 def _percentile(xs: list[float], q: float) -> float:
