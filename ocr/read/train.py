@@ -620,7 +620,7 @@ def merge_models(members: Sequence[Path], out: Path, check_inputs: np.ndarray | 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".onnx.tmp")
     onnx.save(merged, str(tmp))
-    # Check: the merged file through cv2.dnn equals the mean of the members through cv2.dnn.
+    # Check: the merged file through cv2.dnn equals the weighted mean of the members through cv2.dnn.
     xs = check_inputs if check_inputs is not None else np.random.default_rng(0).random((16, n_planes, CELL_PX, CELL_PX))
     xs = np.asarray(xs, np.float32).reshape(-1, n_planes, CELL_PX, CELL_PX)
     want = sum(wk * _cv2_forward(Path(p), xs[:, :n]) for p, n, wk in zip(members, member_planes, weights))
