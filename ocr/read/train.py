@@ -662,8 +662,9 @@ def merge_command(
     from rich.console import Console
 
     card = merge_models(members, out)
-    Console().print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB): {len(card['training']['members'])} nets, "
-                    f"max difference to the members' mean {card['merged_vs_members_max_abs_diff']:.1e}")
+    Console().print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB): {net_count(card)} nets, member weights "
+                    f"{card['member_weights']}, max difference to their weighted mean "
+                    f"{card['merged_vs_members_max_abs_diff']:.1e}")
 
 
 def _print_confusion(console, cm: np.ndarray) -> None:
