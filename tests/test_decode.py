@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ocr.calibration import Calibration
 from ocr.config import Settings
 from ocr.decode import BoxEvidence, decode_page, probs_from_topk, value_of, value_probability
 from ocr.read.base import CLASSES
@@ -35,9 +36,12 @@ PAGE1 = {
 }  # fmt: skip
 
 
-def decode(template_id: str, evidence, omr=None, form_id=None, settings=SETTINGS):
+def decode(template_id: str, evidence, omr=None, form_id=None, settings=SETTINGS, calibration=None):
     t = get_template(template_id)
-    return decode_page(t, evidence, omr or {}, profile=settings.profile(t.election), settings=settings, form_id=form_id)
+    return decode_page(
+        t, evidence, omr or {}, profile=settings.profile(t.election), settings=settings, form_id=form_id,
+        calibration=calibration,
+    )
 
 
 @pytest.mark.parametrize(
@@ -127,8 +131,16 @@ def load_fixture(name: str) -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
 
 
+# The fixtures' probabilities are written by hand: they are decoded as written, not through the shipped model's fitted
+# temperature, so retraining the digit model cannot move them across a threshold.
+AS_WRITTEN = Calibration(temperature=1.0, fitted_on="identity: hand-written fixture probabilities")
+
+
 def decode_fixture_pages(doc: dict, settings=SETTINGS) -> dict:
-    return {tid: decode(tid, evidence_from_record(fields), settings=settings) for tid, fields in doc["pages"].items()}
+    return {
+        tid: decode(tid, evidence_from_record(fields), settings=settings, calibration=AS_WRITTEN)
+        for tid, fields in doc["pages"].items()
+    }
 
 
 CANONICAL = ["tps_62_read_as_941", "tps_62_read_as_941_overconfident", "tps_105_read_as_905",
