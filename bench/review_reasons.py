@@ -71,6 +71,9 @@ def review_reasons_command(
     for (kind, right, reasons), n in review.most_common():
         t.add_row(kind, right, reasons, str(n), f"{100 * n / fields[kind]:.2f}%")
     console.print(t)
+    for kind, n in sorted(fields.items()):
+        held = sum(v for (k, _, _), v in review.items() if k == kind)
+        console.print(f"{kind}: {held} of {n} fields in review ({100 * held / n:.2f}%)")
 
     if not truths:
         return

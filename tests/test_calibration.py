@@ -293,3 +293,38 @@ def test_bench_redecode_tps_decodes_the_pages_of_one_tps_together(tmp_path, caps
     assert together["ppwp-2024-plano-p3-s7-00001"].confidence > alone["ppwp-2024-plano-p3-s7-00001"].confidence
     assert together["ppwp-2024-plano-p3-s7-00002"].status == "needs_review"
     assert "confidence NLL" in capsys.readouterr().out
+
+
+def test_bench_review_reasons_splits_review_by_form_kind_and_box_style(tmp_path, capsys):
+    from bench.review_reasons import review_reasons_command
+
+    def rec(form: str, field: str, text: str, value: int, read: int, status: str, reasons: list[str]) -> dict:
+        boxes = [{"topk": [["7" if (c, read) == ("1", 7) else c, 0.9]], "empty": False} for c in text]
+        return {"form_id": form, "template": "t", "field": field, "boxes": boxes, "true_text": text,
+                "true_value": value, "value": read, "confidence": 0.9, "status": status, "reasons": reasons}  # fmt: skip
+
+    lines = [
+        rec("ok", "A", "X1", 1, 7, "needs_review", ["low_confidence"]),  # misread: its box "1" read as 7
+        rec("ok", "B", "X2", 2, 2, "accepted", []),
+        rec("bad", "A", "X3", 3, 3, "needs_review", ["form_inconsistent", "rule_failed:R7_valid_sum"]),
+        rec("bad", "B", "X4", 4, 4, "needs_review", ["rule_failed:R7_valid_sum", "rule_flagged:R12"]),
+    ]
+    src = tmp_path / "fields.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for form, consistent in (("ok", True), ("bad", False)):
+        boxes = [{"char": "X", "source": "stroke"}, {"char": "?", "source": "mnist", "corrected": True,
+                                                     "correction": "overwrite"}]  # fmt: skip
+        fields = [{"id": f, "boxes": [boxes[0], {**boxes[1], "char": c}]} for f, c in
+                  (("A", "1" if form == "ok" else "3"), ("B", "2" if form == "ok" else "4"))]  # fmt: skip
+        (corpus / f"{form}.json").write_text(json.dumps({"form": {"consistent": consistent}, "fields": fields}))
+
+    review_reasons_command(input=src, corpus=corpus)
+    out = capsys.readouterr().out
+    assert "consistent form: 1 of 2 fields in review (50.00%)" in out
+    assert "form with a KPPS mistake: 2 of 2 fields in review (100.00%)" in out
+    assert "form_inconsistent + rule_failed" in out  # reasons grouped by kind; the soft rule_flagged holds nothing
+    assert "rule_flagged" not in out
+    # 8 boxes: the 4 X fillers read right; of the 4 overwritten digits, one ("1" read as 7) is misread
+    assert "mnist, corrected (overwrite)" in out and "25.00%" in out
