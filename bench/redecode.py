@@ -3,7 +3,7 @@ setting (a rule's form-error weight, the thresholds, the calibration) would have
 
     C1OCR_DECODE__FORM_ERROR_WEIGHT=0.02 python -m bench.redecode --input fields-2027.jsonl --output redecoded.jsonl
 
-The input is the field-record JSONL that `bench/reader_accuracy.py synthetic --records` writes; the output has the
+The input is the field-record JSONL that `bench/reader_accuracy.py synthetic|real --records` writes; the output has the
 same format, each field's value, confidence, status and reasons replaced by the new decode, so `bench/sweep.py` and
 `bench.review_reasons` read it as they read a benchmark's records. Settings come from the environment, as in the
 reader (`C1OCR_...`, see ocr/config.py).
