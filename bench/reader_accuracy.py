@@ -218,7 +218,9 @@ def _reader_temperature() -> float:
     return load_calibration(get_settings().decode.calibration_file).temperature
 
 
-def _write_records(out, reading: dict, truth: dict[str, tuple[str, int | None]], form_id: str, temperature: float) -> None:
+def _write_records(
+    out, reading: dict, truth: dict[str, tuple[str, int | None]], form_id: str, temperature: float
+) -> None:
     """One field record (ocr.calibration.FieldRecord) per field with a truth: field id -> (written text, value)."""
     from ocr.calibration import records_from_reading
     from ocr.results import PageReading

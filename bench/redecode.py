@@ -111,7 +111,7 @@ def _summary(records: list[FieldRecord]) -> str:
 
 
 def redecode_command(
-    input: Path = typer.Option(..., "--input", "-i", help="JSONL of field records (bench/reader_accuracy.py --records)."),
+    input: Path = typer.Option(..., "--input", "-i", help="JSONL of field records (bench.reader_accuracy --records)"),
     output: Path = typer.Option(..., "--output", "-o", help="where to write the re-decoded records (JSONL)"),
     tps: bool = typer.Option(False, "--tps", help="decode the pages of one TPS together (read_tps)"),
 ) -> None:

@@ -301,7 +301,8 @@ def test_bench_review_reasons_splits_review_by_form_kind_and_box_style(tmp_path,
     def rec(form: str, field: str, text: str, value: int, read: int, status: str, reasons: list[str]) -> dict:
         boxes = [{"topk": [["7" if (c, read) == ("1", 7) else c, 0.9]], "empty": False} for c in text]
         return {"form_id": form, "template": "t", "field": field, "boxes": boxes, "true_text": text,
-                "true_value": value, "value": read, "confidence": 0.9, "status": status, "reasons": reasons}  # fmt: skip
+                "true_value": value, "value": read, "confidence": 0.9, "status": status,
+                "reasons": reasons}  # fmt: skip
 
     lines = [
         rec("ok", "A", "X1", 1, 7, "needs_review", ["low_confidence"]),  # misread: its box "1" read as 7

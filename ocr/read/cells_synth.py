@@ -547,7 +547,8 @@ def render_crop(rng: np.random.Generator, bank: GlyphBank, label: int) -> Render
             # Small ones are left out: two small digits on top of each other are a blob nobody can read.
             target_h = BOX_PX * max(frac, rng.uniform(0.6, 0.9))
             old = digit_glyph(rng, bank, (label + int(rng.integers(1, 10))) % 10)
-            old_ink = _warp_glyph(rng, old, target_h * rng.uniform(0.9, 1.1), cx + rng.normal(0, 2), cy + rng.normal(0, 2))
+            old_h, old_cx, old_cy = target_h * rng.uniform(0.9, 1.1), cx + rng.normal(0, 2), cy + rng.normal(0, 2)
+            old_ink = _warp_glyph(rng, old, old_h, old_cx, old_cy)
             ink = np.maximum(ink, cv2.erode(old_ink, np.ones((2, 2), np.uint8)))
             final = _warp_glyph(rng, g, target_h, cx, cy)
             ink = np.maximum(ink, cv2.dilate(final, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))))
