@@ -23,17 +23,17 @@ from time import perf_counter
 
 import typer
 
-from bench.redecode import recorded_pages
+from bench.redecode import page_evidence, recorded_pages
 from ocr.calibration import read_records
 from ocr.config import get_settings
-from ocr.decode import decode_page, evidence_from_record
+from ocr.decode import decode_page
 from ocr.templates import get_template
 
 
 def _pages(input: Path) -> list[tuple[str, str, dict]]:
     """(form id, template id, evidence) per recorded page, in file order."""
     return [
-        (form_id, template_id, evidence_from_record({r.field: [b.model_dump() for b in r.boxes] for r in recs}))
+        (form_id, template_id, page_evidence(recs))
         for form_id, (template_id, recs) in recorded_pages(read_records(input)).items()
     ]
 

@@ -33,7 +33,7 @@ import typer
 
 from ocr.calibration import FieldRecord, read_records
 from ocr.config import Settings, get_settings
-from ocr.decode import decode_fields, decode_page, evidence_from_record
+from ocr.decode import BoxEvidence, decode_fields, decode_page, evidence_from_record
 from ocr.results import FieldReading
 from ocr.templates import get_form_set, get_template
 from ocr.tps import form_set_inputs
@@ -51,6 +51,11 @@ def recorded_pages(records: list[FieldRecord]) -> dict[str, tuple[str, list[Fiel
     return pages
 
 
+def page_evidence(recs: list[FieldRecord]) -> dict[str, list[BoxEvidence]]:
+    """The box evidence of one recorded page, per field id, as the decoder takes it."""
+    return evidence_from_record({r.field: [b.model_dump() for b in r.boxes] for r in recs})
+
+
 def _outcome(r: FieldRecord, f: FieldReading | None) -> FieldRecord | None:
     if f is None:
         return None
@@ -64,7 +69,7 @@ def redecode(records: list[FieldRecord], settings: Settings) -> list[FieldRecord
     out: list[FieldRecord] = []
     for form_id, (template_id, recs) in recorded_pages(records).items():
         template = get_template(template_id)
-        evidence = evidence_from_record({r.field: [b.model_dump() for b in r.boxes] for r in recs})
+        evidence = page_evidence(recs)
         page = decode_page(
             template, evidence, {}, profile=settings.profile(template.election), settings=settings, form_id=form_id
         )
@@ -82,10 +87,7 @@ def redecode_tps(records: list[FieldRecord], settings: Settings) -> list[FieldRe
     out: list[FieldRecord] = []
     for (form_set_id, suffix), pages in tps.items():
         form_set = get_form_set(form_set_id)
-        evidence = {
-            page: evidence_from_record({r.field: [b.model_dump() for b in r.boxes] for r in recs})
-            for page, (_, recs) in pages.items()
-        }
+        evidence = {page: page_evidence(recs) for page, (_, recs) in pages.items()}
         inputs, rules = form_set_inputs(form_set, evidence, {}, settings.profile(form_set.election))
         decoded = decode_fields(inputs, rules, settings=settings, form_id=f"{form_set_id}{suffix}")
         for page, (_, recs) in pages.items():
