@@ -113,6 +113,12 @@ class DecodeSettings(BaseModel):
     # Weight of an assignment that breaks a hard rule, relative to one that satisfies it: the prior odds that the KPPS
     # wrote inconsistent numbers (common: over 40% of tallies in Mexico) rather than the reader erring.
     form_error_weight: float = 0.05
+    # A broken sum weighs form_error_weight x the probability of its discrepancy under a KPPS mistake (ocr/decode.py,
+    # FormErrorModel): slips (share, mean size) and anything else, uniform over +-spread; spread 0: every broken sum
+    # weighs form_error_weight, whatever it is off by.
+    form_error_slip_share: float = Field(0.5, ge=0, le=1)
+    form_error_slip_scale: float = Field(3.0, gt=0)
+    form_error_spread: int = Field(1000, ge=0)
     # Table entries the exact sums over one group may touch (ocr/decode.py); a costlier group is enumerated instead.
     exact_cost_limit: float = 2e6
     exact_values_per_field: int = 12  # values listed per uncertain field in the exact sums (more: tighter, costlier)

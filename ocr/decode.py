@@ -12,12 +12,15 @@ Decoding a page (or the pages of one TPS, ocr/tps.py):
    A confident OMR reading (PPWP page 2 bubbles) is fused in as independent evidence.
 3. A field whose best value has probability >= `routing.accept_confidence` is *fixed*: confident digits are never
    changed to satisfy a rule. The other fields are decoded jointly, per connected group of hard rules, under one
-   model: an assignment weighs its probability times `form_error_weight` per hard rule it breaks (a KPPS may well
-   have written inconsistent numbers). A field's confidence is a lower bound on the posterior of its value:
+   model: an assignment weighs its probability times a penalty per hard rule it breaks (a KPPS may well have written
+   inconsistent numbers): `form_error_weight`, and for a broken sum that weight times the probability of what the
+   sum is off by under a KPPS mistake (`FormErrorModel`). A field's confidence is a lower bound on the posterior of
+   its value:
    - Exact sums (the usual case): each field's exact distribution over every number (`value_distribution`) is split
-     into its likeliest values and an unlisted rest; variable elimination sums the weight over all listed
-     assignments per field and value (a lower bound on the value's support), and again with the unlisted rest
-     bounded from above (see `_exact_group`). The chosen value is each field's best-supported one.
+     into its likeliest values (and the values its sums ask for) and an unlisted rest; variable elimination sums
+     the weight over all listed assignments per field and value (a lower bound on the value's support), and again
+     with the unlisted rest bounded from above (see `_exact_group`). The chosen value is each field's best-supported
+     one.
    - Enumeration, when the exact sums would cost more than `exact_cost_limit`: depth-first with pruning and a node
      budget (a group over budget is enumerated again over its fields' 4, then 2 most likely values; only then
      `search_limit`); the chosen values are the best-weighted assignment, and the assignments not enumerated in
@@ -46,6 +49,7 @@ import hashlib
 import itertools
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -296,6 +300,82 @@ class Var:
         return self.cands[0][0]
 
 
+@dataclass(frozen=True)
+class FormErrorModel:
+    """How likely an assignment that breaks a hard rule is, against one that satisfies it: the prior that the KPPS
+    wrote inconsistent numbers rather than the reader erring.
+
+    A broken rule weighs `weight`. A broken sum (an equality) weighs `weight` times the probability of its
+    discrepancy d = left - right under a KPPS mistake: a consistent form pins the total to one number, a mistaken
+    one spreads its total over many, so charging every discrepancy the full weight would count the mistake
+    hypothesis once per number it could have written. Mistakes are a mix of slips (a carry dropped, a digit off by
+    one: `slip_share` of them, |d| geometric with mean about `slip_scale`) and anything else (a neighbouring row
+    copied, digits transposed: d uniform over +-`spread`). `spread` 0 is the flat model (every discrepancy weighs
+    `weight`). A sum with a field that has no number is not a slip: it weighs as "anything else"."""
+
+    weight: float
+    slip_share: float = 0.5
+    slip_scale: float = 3.0
+    spread: int = 0
+
+    @classmethod
+    def from_settings(cls, ds) -> FormErrorModel:
+        return cls(ds.form_error_weight, ds.form_error_slip_share, ds.form_error_slip_scale, ds.form_error_spread)
+
+    def discrepancy_probability(self, d: np.ndarray | float) -> np.ndarray:
+        """Probability of a sum's discrepancy d != 0 under a KPPS mistake (d NaN: a field without a number); 1 when
+        flat."""
+        d = np.abs(np.asarray(d, dtype=np.float64))
+        if self.spread <= 0:
+            return np.ones_like(d)
+        nan = np.isnan(d)
+        out = self._by_size[np.minimum(np.where(nan, 0.0, d), len(self._by_size) - 1).astype(np.int64)]
+        return np.where(nan, self._by_size[-1], out)
+
+    @property
+    def anything(self) -> float:
+        """The probability of any one discrepancy under "anything else" (and of a sum with no number)."""
+        return (1.0 - self.slip_share) / (2.0 * self.spread)
+
+    @cached_property
+    def _by_size(self) -> np.ndarray:
+        """The probability per |d| (index 0 as 1) up to where slips die out (a billionth of "anything else"), then
+        "anything else" alone: the model ends its slips there, so it stays exact where it is used."""
+        q = math.exp(-1.0 / self.slip_scale)
+        scale = self.slip_share * (1.0 - q) / (2.0 * q)
+        floor = max(self.anything, 1e-12) * 1e-9
+        n = 1 if scale <= floor else int(math.ceil(math.log(floor / scale) / math.log(q)))
+        n = max(1, min(self.spread, n))
+        size = np.maximum(np.arange(n + 1, dtype=np.float64), 1.0)
+        return np.append(scale * q**size, 0.0) + self.anything
+
+    def slip_kernel(self) -> np.ndarray:
+        """What each |d| <= the slips' reach adds over "anything else", for d = -reach..reach (0 at d = 0)."""
+        half = self._by_size[:-1] - self.anything
+        half[0] = 0.0
+        return np.concatenate([half[:0:-1], half])
+
+    @property
+    def flat(self) -> bool:
+        return self.spread <= 0
+
+    def sum_penalty(self, d: np.ndarray | float) -> np.ndarray:
+        return self.weight * self.discrepancy_probability(d)
+
+    def penalty(self, r: Rule, values: dict[str, int | None]) -> float:
+        """Weight of `r` broken by `values`."""
+        if isinstance(r, LinearRule) and r.op == "==":
+            s = r.sides(values)
+            return float(self.sum_penalty(np.nan if s is None else s[0] - s[1]))
+        return self.weight
+
+    def max_penalty(self, r: Rule) -> float:
+        """The most `r` can weigh when broken (an upper bound for the exact sums' unlisted values)."""
+        if isinstance(r, LinearRule) and r.op == "==":
+            return float(self.sum_penalty(1.0))
+        return self.weight
+
+
 @dataclass
 class Solution:
     values: dict[str, int | None]
@@ -307,8 +387,8 @@ class Solution:
 
 
 def solve(
-    variables: dict[str, Var], rules: Sequence[Rule], *, form_error_weight: float, node_limit: int, prune_ratio: float,
-    exact_width: int = 12, exact_cost_limit: float = 2e6,
+    variables: dict[str, Var], rules: Sequence[Rule], *, form_error: FormErrorModel, node_limit: int,
+    prune_ratio: float, exact_width: int = 12, exact_cost_limit: float = 2e6,
 ) -> Solution:
     """Values of the non-fixed fields under the hard rules, with lower bounds on their posterior confidences: exact
     sums per group where affordable, else the best-weighted enumerated assignment (see the module docstring)."""
@@ -353,9 +433,10 @@ def solve(
         degree = {f: sum(f in r.fields for r in group_rules) for f in members}
         order = sorted(members, key=lambda f: (-degree[f], f))
         # fewer listed values per field only loosen the bounds, and cost less
-        for width in [exact_width, *(x for x in (8, 4, 2) if x < exact_width)]:
+        widths = [exact_width, *(x for x in (8, 4, 2) if x < exact_width)]
+        for width, implied in itertools.product(widths, (True, False)):
             exact = _exact_group(
-                order, group_rules, variables, form_error_weight=form_error_weight, width=width,
+                order, group_rules, variables, form_error=form_error, width=width, implied=implied,
                 value_floor=EXACT_VALUE_FLOOR, max_table=EXACT_MAX_TABLE, max_cost=exact_cost_limit,
             )
             if exact is not None:
@@ -378,7 +459,7 @@ def solve(
         for width in SEARCH_WIDTHS:
             doms = [variables[f].cands[:width] for f in order]
             found = _search_group(
-                order, doms, checks, variables, form_error_weight=form_error_weight, node_limit=node_limit,
+                order, doms, checks, variables, form_error=form_error, node_limit=node_limit,
                 prune_ratio=prune_ratio,
             )
             sol.nodes += found.nodes
@@ -424,7 +505,7 @@ def _search_group(
     checks: list[list[Rule]],
     variables: dict[str, Var],
     *,
-    form_error_weight: float,
+    form_error: FormErrorModel,
     node_limit: int,
     prune_ratio: float,
 ) -> _GroupSearch:
@@ -469,7 +550,7 @@ def _search_group(
             nw = w
             for r in checks[depth]:
                 if not r.holds(current):  # None (a field without a number) counts as broken
-                    nw *= form_error_weight
+                    nw *= form_error.penalty(r, current)
             dfs(depth + 1, np_, nw)
         current[f] = variables[f].top
 
@@ -525,34 +606,50 @@ def _pins(r: Rule, f: str) -> bool:
     return not (r.fraction and f in r.rhs)
 
 
+def _linear_sides(
+    r: LinearRule, free: list[str], values: dict[str, list[int | None]], variables: dict[str, Var],
+    skip: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides of `r` over the listed values of its uncertain fields (NaN: no number), the fixed fields at their
+    value; `skip` (one of `free`) left out of its side, its axis of length 1."""
+    shape = tuple(1 if f == skip else len(values[f]) for f in free)
+
+    def side(fields: tuple[str, ...]) -> np.ndarray:
+        total = np.zeros(shape)
+        for f in fields:
+            if f == skip:
+                continue
+            if f in values:
+                vals = np.array([np.nan if v is None else v for v in values[f]], dtype=np.float64)
+                total = total + vals.reshape([-1 if g == f else 1 for g in free])
+            else:
+                v = variables[f].top
+                total = total + (np.nan if v is None else v)
+        return total
+
+    left = side(r.lhs)
+    if r.constant is not None:
+        right = np.full(shape, float(r.constant))
+    else:
+        right = side(r.rhs)
+        if r.fraction:
+            right = right + np.ceil(np.round(r.fraction * right, 9))
+    return left, right
+
+
 def _rule_table(
-    r: Rule, free: list[str], values: dict[str, list[int | None]], variables: dict[str, Var], w: float
+    r: Rule, free: list[str], values: dict[str, list[int | None]], variables: dict[str, Var], form_error: FormErrorModel
 ) -> np.ndarray:
-    """Weight of `r` over the listed values of its uncertain fields: 1 where it holds, `w` where it breaks (no number
-    breaks it), the fixed fields at their value."""
+    """Weight of `r` over the listed values of its uncertain fields: 1 where it holds, its form-error penalty where it
+    breaks (no number breaks it), the fixed fields at their value."""
+    w = form_error.weight
     shape = tuple(len(values[f]) for f in free)
     if isinstance(r, LinearRule):
-
-        def side(fields: tuple[str, ...]) -> np.ndarray:
-            total = np.zeros(shape)
-            for f in fields:
-                if f in values:
-                    vals = np.array([np.nan if v is None else v for v in values[f]], dtype=np.float64)
-                    total = total + vals.reshape([-1 if g == f else 1 for g in free])
-                else:
-                    v = variables[f].top
-                    total = total + (np.nan if v is None else v)
-            return total
-
-        left = side(r.lhs)
-        if r.constant is not None:
-            right = np.full(shape, float(r.constant))
-        else:
-            right = side(r.rhs)
-            if r.fraction:
-                right = right + np.ceil(np.round(r.fraction * right, 9))
+        left, right = _linear_sides(r, free, values, variables)
         with np.errstate(invalid="ignore"):
             ok = {"==": left == right, "<=": left <= right, ">=": left >= right}[r.op]
+        if r.op == "==":
+            return np.where(ok, 1.0, form_error.sum_penalty(left - right))
         return np.where(ok, 1.0, w)
     if isinstance(r, DateRule):
         ok = np.zeros(shape, dtype=bool)
@@ -575,19 +672,20 @@ def _rule_table(
     for idx in itertools.product(*(range(n) for n in shape)):
         for f, i in zip(free, idx):
             current[f] = values[f][i]
-        out[idx] = 1.0 if r.holds(current) else w
+        out[idx] = 1.0 if r.holds(current) else form_error.penalty(r, current)
     return out
 
 
 def _exact_group(
-    members: list[str], group_rules: list[Rule], variables: dict[str, Var], *, form_error_weight: float,
-    width: int, value_floor: float, max_table: int, max_cost: float,
+    members: list[str], group_rules: list[Rule], variables: dict[str, Var], *, form_error: FormErrorModel,
+    width: int, value_floor: float, max_table: int, max_cost: float, implied: bool = True,
 ) -> _GroupSums | None:
     """Sums of the rule-weighted probability over every assignment of one group, per field and value (bucket
     elimination, `_marginals`), or None when a field lacks its full distribution, a rule's table would exceed
     `max_table` entries or the elimination `max_cost` (the caller enumerates instead).
 
-    Each field lists its likeliest values, at most `width`, until all but `value_floor` of its mass; the rest of it
+    Each field lists its likeliest values, at most `width`, until all but `value_floor` of its mass, and with
+    `implied` the values its sums ask for (`_implied_values`); the rest of it
     (rho, exact from `value_distribution`) is unlisted. `lo` sums over listed values only: a lower bound. `hi` bounds
     the unlisted values from above with two states: "break", mass rho, which breaks every rule that pins the field
     (an equality allows at most one value of it), and "match", mass m (the likeliest unlisted value), which satisfies
@@ -596,13 +694,13 @@ def _exact_group(
     "break" and pinned by it."""
     if len(members) > 51 or any(variables[f].full is None for f in members):  # einsum's 52 indices, one for rows
         return None
-    w = form_error_weight
     axis = {f: i for i, f in enumerate(members)}
     values: dict[str, list[int | None]] = {}
     # One elimination does both sums: row 0 of each field's vector has the unlisted states at 0 (`lo`), row 1 has
     # their bounds (`hi`); the rule tables are the same.
     unary: list[np.ndarray] = []
     tables: dict[tuple[int, ...], np.ndarray] = {}
+    unlisted: dict[str, np.ndarray] = {}  # per field: its exact distribution with the listed values at 0
     for f in members:
         full = variables[f].full
         top = np.argpartition(-full, width)[: width + 1] if len(full) > width + 1 else np.arange(len(full))
@@ -612,10 +710,17 @@ def _exact_group(
         n_keep = min(width, int(np.searchsorted(covered, 1.0 - value_floor)) + 1)
         keep = [int(i) for i in order[:n_keep]]
         n_values = len(full) - 1
+        # A value the sums ask for is listed too, however unlikely its own reading: when the likeliest readings
+        # break a sum by much, that value may carry most of the posterior, and a lower bound without it says nothing.
+        if implied:
+            keep += [u for u in _implied_values(f, group_rules, variables) if 0 <= u < n_values and full[u] > 0
+                     and u not in keep]
         values[f] = [None if i == n_values else i for i in keep]
         p = full[keep]
         rest = max(0.0, 1.0 - float(p.sum()))
-        m = float(full[order[len(keep)]]) if len(keep) < len(order) else 0.0
+        unlisted[f] = full.copy()
+        unlisted[f][keep] = 0.0
+        m = float(unlisted[f].max())
         unary.append(np.stack([np.append(p, [0.0, 0.0]), np.append(p, [rest, m])]))
     # Sizes alone say whether the sums are affordable: check before building any table (a group over budget is
     # tried again narrower, and the tables are most of the cost of a try).
@@ -625,12 +730,34 @@ def _exact_group(
     order, cost = _elimination_order([u.shape[1] for u in unary], list({tuple(axis[f] for f in free) for free in frees}))
     if cost > max_cost:
         return None
-    for r, free in zip(group_rules, frees):
-        t = _rule_table(r, free, values, variables, w)
+    # A discrepancy-weighted model (not flat) weighs a broken sum over orders of magnitude, and bounding every unlisted
+    # value by the largest penalty would swamp the listed ones whenever the likeliest reading breaks a sum by much.
+    # There, each pinned field's unlisted mass is weighed exactly in one rule that pins it (its carrier): per setting
+    # of the rule's other (listed) fields, its unlisted values' mass times their penalty, the value that satisfies
+    # the rule at 1; "match" then weighs 0 in the carrier (its mass is in "break"), and both states weigh 1 elsewhere.
+    # Every penalty is at most 1, so this can only overstate too.
+    carrier: dict[str, int] = {}
+    if not form_error.flat:
+        for i, (r, free) in enumerate(zip(group_rules, frees)):
+            for f in free:
+                if f not in carrier and _pins(r, f):
+                    carrier[f] = i
+    for i, (r, free) in enumerate(zip(group_rules, frees)):
+        t = _rule_table(r, free, values, variables, form_error)
         hi_t = np.ones(tuple(n + 2 for n in t.shape))
-        if all(_pins(r, f) for f in free):
+        if form_error.flat and all(_pins(r, f) for f in free):
             # every unlisted field of the rule in "break" (index n), the others listed: the rule is broken
-            hi_t[tuple(slice(0, n + 1) for n in t.shape)] = w
+            hi_t[tuple(slice(0, n + 1) for n in t.shape)] = form_error.max_penalty(r)
+        for k, f in enumerate(free):
+            if carrier.get(f) != i:
+                continue
+            n = t.shape[k]
+            hi_t[tuple(n + 1 if j == k else slice(None) for j in range(len(free)))] = 0.0
+            rest = float(unary[axis[f]][1, n])
+            weight = _unlisted_weight(r, f, free, values, variables, unlisted[f], form_error)  # type: ignore[arg-type]
+            hi_t[tuple(slice(n, n + 1) if j == k else slice(0, m) for j, m in enumerate(t.shape))] = (
+                weight / rest if rest > 0 else 0.0
+            )
         hi_t[tuple(slice(0, n) for n in t.shape)] = t
         key = tuple(axis[f] for f in free)
         # rules over the same fields (a field's range rules, say): one table
@@ -639,6 +766,50 @@ def _exact_group(
     lo = [s_[0, : len(values[f])] for s_, f in zip(sums, members)]
     hi = [s_[1] for s_ in sums]
     return _GroupSums([values[f] for f in members], lo, hi, float(hi[0].sum()))
+
+
+def _implied_values(f: str, group_rules: list[Rule], variables: dict[str, Var]) -> list[int]:
+    """The values of `f` that satisfy each sum pinning it, every other field at its own likeliest reading."""
+    out: list[int] = []
+    for r in group_rules:
+        if f not in r.fields or not _pins(r, f):
+            continue
+        tops = {g: variables[g].top for g in r.fields}
+        tops[f] = 0
+        sides = r.sides(tops)  # type: ignore[union-attr]
+        if sides is None:
+            continue
+        u = sides[1] - sides[0] if f in r.lhs else sides[0] - sides[1]  # type: ignore[union-attr]
+        if u not in out:
+            out.append(int(u))
+    return out
+
+
+def _unlisted_weight(
+    r: LinearRule, f: str, free: list[str], values: dict[str, list[int | None]], variables: dict[str, Var],
+    unlisted: np.ndarray, form_error: FormErrorModel,
+) -> np.ndarray:
+    """For each setting of the listed values of `r`'s other uncertain fields: the sum over `f`'s unlisted values of
+    their mass times `r`'s weight (1 where it holds, else its penalty). `r` pins `f`: one value of it satisfies `r`.
+    Shaped like `r`'s table with `f`'s axis of length 1."""
+    left, right = _linear_sides(r, free, values, variables, skip=f)
+    target = (right - left if f in r.lhs else left - right).reshape(-1)  # the value of f that satisfies r
+    n_values = len(unlisted) - 1
+    numbers = unlisted[:n_values]
+    w, anything = form_error.weight, form_error.anything
+    rho = float(numbers.sum())
+    kernel = form_error.slip_kernel()
+    reach = len(kernel) // 2
+    # Per target t: its own mass at weight 1, every other unlisted number at w x "anything else", plus the slips
+    # within reach of t (a convolution; index j is t = j - reach). No target (NaN): every number breaks r.
+    near = np.convolve(numbers, kernel)
+    known = ~np.isnan(target)
+    t = np.where(known, target, -(2 * reach + 2)).astype(np.int64)
+    own = np.where(known & (t >= 0) & (t < n_values), numbers[np.clip(t, 0, n_values - 1)], 0.0)
+    slips = np.where((t >= -reach) & (t < n_values + reach), near[np.clip(t + reach, 0, len(near) - 1)], 0.0)
+    total = np.where(known, own + w * (anything * (rho - own) + slips), w * anything * rho)
+    total = total + unlisted[n_values] * w * anything  # "no number" breaks r
+    return total.reshape(left.shape if left.shape == right.shape else np.broadcast(left, right).shape)
 
 
 _ROWS = 51  # einsum index of the rows of `_marginals`' unary arrays
@@ -885,7 +1056,7 @@ def decode_fields(
 
     hard = [r for r in rules if r.severity == "hard"]
     sol = solve(
-        variables, hard, form_error_weight=ds.form_error_weight, node_limit=ds.search_node_limit,
+        variables, hard, form_error=FormErrorModel.from_settings(ds), node_limit=ds.search_node_limit,
         prune_ratio=ds.prune_ratio, exact_width=ds.exact_values_per_field, exact_cost_limit=ds.exact_cost_limit,
     )
     values = sol.values
