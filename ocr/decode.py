@@ -362,11 +362,28 @@ class FormErrorModel:
     def sum_penalty(self, d: np.ndarray | float) -> np.ndarray:
         return self.weight * self.discrepancy_probability(d)
 
+    def date_penalty(self, r: DateRule, parts: dict[int, np.ndarray]) -> np.ndarray:
+        """Weight of R17 broken by the date parts (position in (day, month, year) -> values, NaN: no number): a KPPS
+        mistake in the date is one more thing it could have written, each part that differs from the nearest allowed
+        date off by a discrepancy of its own (the same distribution as a sum's)."""
+        best: np.ndarray | float = 0.0
+        for day in r.allowed:
+            likelihood: np.ndarray | float = 1.0
+            for i, v in parts.items():
+                d = np.asarray(v, dtype=np.float64) - day[i]
+                with np.errstate(invalid="ignore"):
+                    likelihood = likelihood * np.where(d == 0, 1.0, self.discrepancy_probability(d))
+            best = np.maximum(best, likelihood)
+        return self.weight * np.asarray(best)
+
     def penalty(self, r: Rule, values: dict[str, int | None]) -> float:
         """Weight of `r` broken by `values`."""
         if isinstance(r, LinearRule) and r.op == "==":
             s = r.sides(values)
             return float(self.sum_penalty(np.nan if s is None else s[0] - s[1]))
+        if isinstance(r, DateRule) and not self.flat:
+            parts = {i: np.nan if values.get(f) is None else values[f] for i, f in r.parts}
+            return float(self.date_penalty(r, parts))  # type: ignore[arg-type]
         return self.weight
 
     def max_penalty(self, r: Rule) -> float:
@@ -662,7 +679,14 @@ def _rule_table(
                 elif variables[f].top != day[i]:
                     match = np.zeros(shape, dtype=bool)
             ok |= match
-        return np.where(ok, 1.0, w)
+        if form_error.flat:
+            return np.where(ok, 1.0, w)
+        parts: dict[int, np.ndarray] = {}
+        for i, f in r.parts:
+            listed = values[f] if f in values else [variables[f].top]
+            vals = np.array([np.nan if v is None else v for v in listed], dtype=np.float64)
+            parts[i] = vals.reshape([-1 if g == f else 1 for g in free]) if f in values else vals.reshape(())
+        return np.where(ok, 1.0, np.broadcast_to(form_error.date_penalty(r, parts), shape))
     if isinstance(r, RangeRule) and free == [r.field]:
         vals = np.array([np.nan if v is None else v for v in values[r.field]], dtype=np.float64)
         with np.errstate(invalid="ignore"):
@@ -750,6 +774,11 @@ def _exact_group(
             hi_t[tuple(slice(0, n + 1) for n in t.shape)] = form_error.max_penalty(r)
         for k, f in enumerate(free):
             if carrier.get(f) != i:
+                # The most any of f's unlisted values can weigh here, the other fields listed: both its states
+                cap = _unlisted_cap(r, f, free, values, variables, unlisted[f], form_error)
+                if cap is not None:
+                    n = t.shape[k]
+                    hi_t[tuple(slice(n, n + 2) if j == k else slice(0, m) for j, m in enumerate(t.shape))] = cap
                 continue
             n = t.shape[k]
             hi_t[tuple(n + 1 if j == k else slice(None) for j in range(len(free)))] = 0.0
@@ -769,9 +798,13 @@ def _exact_group(
 
 
 def _implied_values(f: str, group_rules: list[Rule], variables: dict[str, Var]) -> list[int]:
-    """The values of `f` that satisfy each sum pinning it, every other field at its own likeliest reading."""
+    """The values of `f` that satisfy each sum pinning it, every other field at its own likeliest reading, and its
+    part of each date R17 allows."""
     out: list[int] = []
     for r in group_rules:
+        if isinstance(r, DateRule) and f in r.fields:
+            i = next(i for i, g in r.parts if g == f)
+            out += [day[i] for day in r.allowed if day[i] not in out]
         if f not in r.fields or not _pins(r, f):
             continue
         tops = {g: variables[g].top for g in r.fields}
@@ -783,6 +816,37 @@ def _implied_values(f: str, group_rules: list[Rule], variables: dict[str, Var]) 
         if u not in out:
             out.append(int(u))
     return out
+
+
+def _unlisted_cap(
+    r: Rule, f: str, free: list[str], values: dict[str, list[int | None]], variables: dict[str, Var],
+    unlisted: np.ndarray, form_error: FormErrorModel,
+) -> np.ndarray | float | None:
+    """An upper bound on what `r` weighs for any unlisted value of `f`, the other uncertain fields at their listed
+    values (shaped like `r`'s table with `f`'s axis of length 2, or a number), or None for no bound below 1. A
+    range (R1, R10) knows its unlisted values; a date (R17) is broken by every one when f's allowed parts are all
+    listed."""
+    if isinstance(r, RangeRule) and free == [f]:
+        held = np.flatnonzero(unlisted[:-1] > 0)  # "no number" (last) breaks a range too
+        return None if ((held >= r.lo) & (held <= r.hi)).any() else form_error.weight
+    if isinstance(r, DateRule):
+        i = next(i for i, g in r.parts if g == f)
+        if any(day[i] not in values[f] for day in r.allowed):
+            return None
+        if form_error.flat:
+            return form_error.weight
+        shape = [1 if g == f else len(values[g]) for g in free]
+        parts: dict[int, np.ndarray] = {}
+        for j, g in r.parts:
+            if g == f:
+                continue
+            listed = values[g] if g in values else [variables[g].top]
+            vals = np.array([np.nan if v is None else v for v in listed], dtype=np.float64)
+            parts[j] = vals.reshape([-1 if h == g else 1 for h in free]) if g in values else vals.reshape(())
+        # f differs from its part of every allowed date by at least 1
+        cap = form_error.date_penalty(r, parts) * float(form_error.discrepancy_probability(1.0))
+        return np.broadcast_to(cap, shape)
+    return None
 
 
 def _unlisted_weight(

@@ -460,8 +460,13 @@ def test_value_distribution_is_every_spelling_summed():
         assert value_distribution(boxes)[v] == pytest.approx(value_probability(boxes, v))
 
 
-def _brute_posterior(fulls: dict[str, np.ndarray], form_error) -> dict[str, np.ndarray]:
-    """The decoder's model by brute force for three two-box fields and the rule a + b == c."""
+def _range_weight(vals: np.ndarray, lo: int, hi: int, w: float) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.where((vals >= lo) & (vals <= hi), 1.0, w)  # "no number" (NaN) breaks a range
+
+
+def _brute_posterior(fulls: dict[str, np.ndarray], form_error, c_range=None, a_range=None) -> dict[str, np.ndarray]:
+    """The decoder's model by brute force for three two-box fields, the rule a + b == c and optional ranges."""
     a, b, c = (fulls[k] for k in ("a", "b", "c"))
     vals = np.arange(100, dtype=float)
     vals = np.append(vals, np.nan)  # "no number" breaks the rule
@@ -469,35 +474,91 @@ def _brute_posterior(fulls: dict[str, np.ndarray], form_error) -> dict[str, np.n
     with np.errstate(invalid="ignore"):
         holds = d == 0
     joint = a[:, None, None] * b[None, :, None] * c[None, None, :] * np.where(holds, 1.0, form_error.sum_penalty(d))
+    if c_range is not None:
+        joint = joint * _range_weight(vals, *c_range, form_error.weight)[None, None, :]
+    if a_range is not None:
+        joint = joint * _range_weight(vals, *a_range, form_error.weight)[:, None, None]
     z = joint.sum()
     return {"a": joint.sum(axis=(1, 2)) / z, "b": joint.sum(axis=(0, 2)) / z, "c": joint.sum(axis=(0, 1)) / z}
 
 
-@hyp_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32 - 1), width=st.sampled_from([2, 4, 8]), spread=st.sampled_from([0, 100, 1000]))
-def test_exact_group_confidence_never_exceeds_the_true_posterior(seed, width, spread):
-    """Under the flat form-error model (spread 0) and the discrepancy-weighted one."""
-    from ocr.decode import FormErrorModel, Var, solve, value_distribution
-    from ocr.rules import LinearRule
+def _noisy_field(rng, value: int, noise: float = 1.0):
+    from ocr.decode import value_distribution
+
+    boxes = []
+    for d in f"{value:02d}":
+        p = rng.dirichlet(np.ones(12) * 0.3) * rng.uniform(0, noise) + np.eye(12)[int(d)] * rng.uniform(0, 2)
+        boxes.append(p / p.sum())
+    full = value_distribution(boxes)
+    order = np.argsort(-full)[:8]
+    cands = [(None if i == 100 else int(i), float(full[i])) for i in order]
+    return full, cands
+
+
+@hyp_settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1), width=st.sampled_from([2, 4, 8]), spread=st.sampled_from([0, 100, 1000]),
+    ranges=st.sampled_from(["none", "cap", "pinned", "both"]),
+)  # fmt: skip
+def test_exact_group_confidence_never_exceeds_the_true_posterior(seed, width, spread, ranges):
+    """Under the flat form-error model (spread 0) and the discrepancy-weighted one, with a cap on the total (R10) and
+    a field pinned to one value by its range (like a form's year), whose unlisted values are bounded by the range."""
+    from ocr.decode import FormErrorModel, Var, solve
+    from ocr.rules import LinearRule, RangeRule
 
     rng = np.random.default_rng(seed)
     truth = {"a": int(rng.integers(0, 50)), "b": int(rng.integers(0, 50))}
     truth["c"] = truth["a"] + truth["b"]
     fulls, variables = {}, {}
     for k, v in truth.items():
-        boxes = []
-        for d in f"{v:02d}":
-            p = rng.dirichlet(np.ones(12) * 0.3) * rng.uniform(0, 1) + np.eye(12)[int(d)] * rng.uniform(0, 2)
-            boxes.append(p / p.sum())
-        fulls[k] = value_distribution(boxes)
-        order = np.argsort(-fulls[k])[:8]
-        cands = [(None if i == 100 else int(i), float(fulls[k][i])) for i in order]
+        fulls[k], cands = _noisy_field(rng, v)
         variables[k] = Var(k, cands, fixed=False, full=fulls[k])
-    rule = LinearRule("sum", "R2", "hard", ("a", "b"), "==", ("c",))
+    rules = [LinearRule("sum", "R2", "hard", ("a", "b"), "==", ("c",))]
+    c_range = (0, int(rng.integers(10, 100))) if ranges in ("cap", "both") else None
+    a_range = (truth["a"], truth["a"]) if ranges in ("pinned", "both") else None
+    if c_range:
+        rules.append(RangeRule("R10_cap:c", "R10", "hard", "c", *c_range))
+    if a_range:
+        rules.append(RangeRule("R1_range:a", "R1", "hard", "a", *a_range))
     form_error = FormErrorModel(0.05, spread=spread)
-    sol = solve(variables, [rule], form_error=form_error, node_limit=20000, prune_ratio=1e-6, exact_width=width)
+    sol = solve(variables, rules, form_error=form_error, node_limit=20000, prune_ratio=1e-6, exact_width=width)
     assert sol.exact == 1
-    post = _brute_posterior(fulls, form_error)
+    post = _brute_posterior(fulls, form_error, c_range, a_range)
+    for k in truth:
+        v = sol.values[k]
+        true_p = post[k][100 if v is None else v]
+        assert sol.confidence[k] <= true_p + 1e-9, (k, v, sol.confidence[k], true_p)
+
+
+@hyp_settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), width=st.sampled_from([2, 4, 8]), spread=st.sampled_from([0, 1000]))
+def test_exact_date_confidence_never_exceeds_the_true_posterior(seed, width, spread):
+    """R17 over a day and a month (polling day 27-11 or the day after) with their ranges, against brute force. The
+    month is read clearly, so the day's unlisted values with the month listed carry the bound."""
+    from ocr.decode import FormErrorModel, Var, solve
+    from ocr.rules import DateRule, RangeRule
+
+    rng = np.random.default_rng(seed)
+    truth = {"day": int(rng.choice([27, 28, int(rng.integers(1, 32))])), "month": int(rng.choice([11, 11, 10]))}
+    fulls, variables = {}, {}
+    for k, v in truth.items():
+        fulls[k], cands = _noisy_field(rng, v, noise=1.0 if k == "day" else 0.003)
+        variables[k] = Var(k, cands, fixed=False, full=fulls[k])
+    date = DateRule("R17_polling_date:date", "R17", "hard", ((0, "day"), (1, "month")), ((27, 11, 2024), (28, 11, 2024)))
+    rules = [date, RangeRule("R1_range:day", "R1", "hard", "day", 1, 31),
+             RangeRule("R1_range:month", "R1", "hard", "month", 1, 12)]  # fmt: skip
+    form_error = FormErrorModel(0.05, spread=spread)
+    sol = solve(variables, rules, form_error=form_error, node_limit=20000, prune_ratio=1e-6, exact_width=width)
+    assert sol.exact == 1
+    vals = np.append(np.arange(100, dtype=float), np.nan)
+    day, month = vals[:, None], vals[None, :]
+    with np.errstate(invalid="ignore"):
+        allowed = (month == 11) & ((day == 27) | (day == 28))
+    date_w = np.where(allowed, 1.0, form_error.date_penalty(date, {0: day, 1: month}))
+    w = form_error.weight
+    joint = fulls["day"][:, None] * fulls["month"][None, :] * date_w
+    joint = joint * _range_weight(vals, 1, 31, w)[:, None] * _range_weight(vals, 1, 12, w)[None, :]
+    post = {"day": joint.sum(axis=1) / joint.sum(), "month": joint.sum(axis=0) / joint.sum()}
     for k in truth:
         v = sol.values[k]
         true_p = post[k][100 if v is None else v]
