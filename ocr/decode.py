@@ -29,7 +29,8 @@ Decoding a page (or the pages of one TPS, ocr/tps.py):
 4. Every rule is evaluated on the chosen values. A hard rule broken by fixed (confident) readings only is a form
    error: `form_inconsistent`, the written numbers kept. A value that differs from the field's own best reading is a
    correction: `corrected_by_rules`, sent to review unless its posterior confidence reaches the stricter
-   `routing.accept_corrected_confidence` (the issue's "unless the corrected reading is itself confident").
+   `routing.accept_corrected_confidence` (the issue's "unless the corrected reading is itself confident") and it
+   changes no box read at `routing.accept_confidence` or more (rules settle ambiguous boxes, never overrule sure ones).
 5. Status per field: `unreadable` (no number: `filler_misplaced`, `engine_error`, `not_read`), `accepted` (confidence
    >= threshold and no blocking reason), else `needs_review` with machine-readable reasons (`low_confidence`,
    `rule_failed:<name>`, `form_inconsistent`, `corrected_by_rules`, `omr_disagrees`, `row_totals_disagree`,
@@ -225,6 +226,16 @@ def field_distribution(box_probs: Sequence[np.ndarray], *, floor: float, max_cla
 def _likeliest_filler(p: np.ndarray) -> tuple[str, float]:
     """The box's likelier filler, an X or an empty box (a dash reads as empty), with its probability."""
     return ("X", float(p[10])) if p[10] >= p[BLANK_INDEX] else ("_", float(p[BLANK_INDEX]))
+
+
+def _overrules_a_sure_box(box_probs: np.ndarray, spelling: Sequence[str], sure: float) -> bool:
+    """Whether `spelling` puts another class in a box whose own likeliest class has probability >= `sure` (one
+    filler for another does not count: they mean the same)."""
+    for p, c in zip(box_probs, spelling):
+        top = int(np.argmax(p))
+        if p[top] >= sure and CLASSES[top] != c and not (CLASSES[top] in FILLERS and c in FILLERS):
+            return True
+    return False
 
 
 def best_spelling(box_probs: Sequence[np.ndarray], value: int | None) -> tuple[str, ...]:
@@ -1189,7 +1200,14 @@ def decode_fields(
             fields[qid] = _reading(st, spec, None, chosen, 0.0, "unreadable", reasons, [], settings)
             continue
         conf = sol.confidence[qid]
-        corrected_ok = conf >= settings.routing.accept_corrected_confidence
+        chosen = st.dist.classes.get(v)
+        if chosen is None:  # a value the exact sums listed but the box enumeration did not
+            chosen = best_spelling(st.probs, v)  # type: ignore[arg-type]
+        # A correction is accepted only when its posterior clears the stricter bar and it changes no box the reader
+        # was sure of: the rules may settle an ambiguous box, never overrule a confident one.
+        corrected_ok = conf >= settings.routing.accept_corrected_confidence and not _overrules_a_sure_box(
+            st.probs, chosen, threshold  # type: ignore[arg-type]
+        )
         if v != st.own_top:
             st.reasons.append("corrected_by_rules")
         if qid in sol.limited:
@@ -1202,9 +1220,6 @@ def decode_fields(
         ]  # fmt: skip
         status = "needs_review" if blocking else "accepted"
         alts = [(u, p) for u, p in sol.posterior[qid] if u != v][:3]
-        chosen = st.dist.classes.get(v)
-        if chosen is None:  # a value the exact sums listed but the box enumeration did not
-            chosen = best_spelling(st.probs, v)  # type: ignore[arg-type]
         fields[qid] = _reading(st, spec, v, chosen, conf, status, st.reasons, alts, settings)
 
     if fields and all(f.status == "accepted" for f in fields.values()) and audit_selected(

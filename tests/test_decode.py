@@ -191,6 +191,13 @@ def test_sums_find_a_value_the_reader_barely_saw():
     assert f.status == "accepted" and f.reasons == ["corrected_by_rules"]
     assert f.confidence >= SETTINGS.routing.accept_corrected_confidence
     assert res.status == "accepted"
+    # the same correction where the reader was sure of the middle box (8 at 98.5%; the field is unsure through its
+    # first box): the rules settle ambiguous boxes, they never overrule a sure one, so it goes to review
+    sure_middle = [box([("2", 0.9), ("7", 0.1)]), box([("8", 0.985), ("1", 0.00001)]), box([("5", 0.999)])]
+    sure_box = {**ev, "I.B4.LP": sure_middle}
+    f = decode("ppwp-2024-plano-p1", sure_box, calibration=AS_WRITTEN).fields["I.B4.LP"]
+    assert f.value == 215 and f.confidence >= SETTINGS.routing.accept_corrected_confidence
+    assert f.status == "needs_review" and f.reasons == ["corrected_by_rules"]
     # the same digits where the sums do not ask for 215 (a KPPS mistake in every other number): not changed
     kpps = {**ev, "I.B4.L": sure("152"), "I.B4.P": sure("133"), "II.2": sure("285"), "I.B1.LP": sure("280")}
     assert decode("ppwp-2024-plano-p1", kpps, calibration=AS_WRITTEN).fields["I.B4.LP"].value != 215
@@ -544,7 +551,8 @@ def test_exact_date_confidence_never_exceeds_the_true_posterior(seed, width, spr
     for k, v in truth.items():
         fulls[k], cands = _noisy_field(rng, v, noise=1.0 if k == "day" else 0.003)
         variables[k] = Var(k, cands, fixed=False, full=fulls[k])
-    date = DateRule("R17_polling_date:date", "R17", "hard", ((0, "day"), (1, "month")), ((27, 11, 2024), (28, 11, 2024)))
+    polling_day_or_next = ((27, 11, 2024), (28, 11, 2024))
+    date = DateRule("R17_polling_date:date", "R17", "hard", ((0, "day"), (1, "month")), polling_day_or_next)
     rules = [date, RangeRule("R1_range:day", "R1", "hard", "day", 1, 31),
              RangeRule("R1_range:month", "R1", "hard", "month", 1, 12)]  # fmt: skip
     form_error = FormErrorModel(0.05, spread=spread)
