@@ -462,9 +462,9 @@ def solve(
         order = sorted(members, key=lambda f: (-degree[f], f))
         # fewer listed values per field only loosen the bounds, and cost less
         widths = [exact_width, *(x for x in (8, 4, 2) if x < exact_width)]
-        for width, implied in itertools.product(widths, (True, False)):
+        for width in widths:
             exact = _exact_group(
-                order, group_rules, variables, form_error=form_error, width=width, implied=implied,
+                order, group_rules, variables, form_error=form_error, width=width,
                 value_floor=EXACT_VALUE_FLOOR, max_table=EXACT_MAX_TABLE, max_cost=exact_cost_limit,
             )
             if exact is not None:
@@ -713,15 +713,15 @@ def _rule_table(
 
 def _exact_group(
     members: list[str], group_rules: list[Rule], variables: dict[str, Var], *, form_error: FormErrorModel,
-    width: int, value_floor: float, max_table: int, max_cost: float, implied: bool = True,
+    width: int, value_floor: float, max_table: int, max_cost: float,
 ) -> _GroupSums | None:
     """Sums of the rule-weighted probability over every assignment of one group, per field and value (bucket
     elimination, `_marginals`), or None when a field lacks its full distribution, a rule's table would exceed
     `max_table` entries or the elimination `max_cost` (the caller enumerates instead).
 
-    Each field lists its likeliest values, at most `width`, until all but `value_floor` of its mass, and with
-    `implied` the values its sums ask for (`_implied_values`); the rest of it
-    (rho, exact from `value_distribution`) is unlisted. `lo` sums over listed values only: a lower bound. `hi` bounds
+    Each field lists the values its sums ask for (`_implied_values`, up to half of `width`) and its likeliest values
+    until all but `value_floor` of its mass, at most `width` in all; the rest of it (rho, exact from
+    `value_distribution`) is unlisted. `lo` sums over listed values only: a lower bound. `hi` bounds
     the unlisted values from above with two states: "break", mass rho, which breaks every rule that pins the field
     (an equality allows at most one value of it), and "match", mass m (the likeliest unlisted value), which satisfies
     every rule. For any setting of the other fields, the unlisted values' weight is at most rho * w^k + m (k pinning
@@ -743,13 +743,14 @@ def _exact_group(
         # the likeliest values until all but `value_floor` of the mass is listed, at most `width`
         covered = np.cumsum(full[order[:width]])
         n_keep = min(width, int(np.searchsorted(covered, 1.0 - value_floor)) + 1)
-        keep = [int(i) for i in order[:n_keep]]
         n_values = len(full) - 1
-        # A value the sums ask for is listed too, however unlikely its own reading: when the likeliest readings
-        # break a sum by much, that value may carry most of the posterior, and a lower bound without it says nothing.
-        if implied:
-            keep += [u for u in _implied_values(f, group_rules, variables) if 0 <= u < n_values and full[u] > 0
-                     and u not in keep]
+        # A value the sums ask for is listed, however unlikely its own reading: when the likeliest readings break a
+        # sum by much, that value may carry most of the posterior, and a lower bound without it says nothing. It
+        # takes the place of the least likely listed values, so the tables cost the same.
+        likeliest = [int(i) for i in order[:n_keep]]
+        asked = [u for u in _implied_values(f, group_rules, variables)
+                 if 0 <= u < n_values and full[u] > 0 and u not in likeliest][: width // 2]  # fmt: skip
+        keep = likeliest[: width - len(asked)] + asked
         values[f] = [None if i == n_values else i for i in keep]
         p = full[keep]
         rest = max(0.0, 1.0 - float(p.sum()))
