@@ -790,7 +790,8 @@ def _exact_group(
                 cap = _unlisted_cap(r, f, free, values, variables, unlisted[f], form_error)
                 if cap is not None:
                     n = t.shape[k]
-                    hi_t[tuple(slice(n, n + 2) if j == k else slice(0, m) for j, m in enumerate(t.shape))] = cap
+                    at = tuple(slice(n, n + 2) if j == k else slice(0, m) for j, m in enumerate(t.shape))
+                    hi_t[at] = np.minimum(hi_t[at], cap)
                 continue
             n = t.shape[k]
             hi_t[tuple(n + 1 if j == k else slice(None) for j in range(len(free)))] = 0.0
@@ -837,7 +838,19 @@ def _unlisted_cap(
     """An upper bound on what `r` weighs for any unlisted value of `f`, the other uncertain fields at their listed
     values (shaped like `r`'s table with `f`'s axis of length 2, or a number), or None for no bound below 1. A
     range (R1, R10) knows its unlisted values; a date (R17) is broken by every one when f's allowed parts are all
-    listed."""
+    listed; a sum that pins f weighs its unlisted values by how far the nearest one is from the value it asks for
+    (1 when that value is itself unlisted)."""
+    if isinstance(r, LinearRule) and _pins(r, f):
+        left, right = _linear_sides(r, free, values, variables, skip=f)
+        target = right - left if f in r.lhs else left - right  # the value of f that satisfies r (NaN: none does)
+        held = np.flatnonzero(unlisted[:-1] > 0)  # sorted; "no number" weighs less than any number
+        if not len(held):
+            return float(form_error.sum_penalty(np.nan))
+        t = np.nan_to_num(target, nan=-1e9)
+        i = np.clip(np.searchsorted(held, t), 1, len(held) - 1) if len(held) > 1 else np.zeros(t.shape, np.int64)
+        nearest = np.minimum(np.abs(held[i] - t), np.abs(held[np.maximum(i - 1, 0)] - t))
+        cap = np.where(nearest == 0, 1.0, form_error.sum_penalty(np.maximum(nearest, 1.0)))
+        return np.where(np.isnan(target), float(form_error.sum_penalty(np.nan)), cap)
     if isinstance(r, RangeRule) and free == [f]:
         held = np.flatnonzero(unlisted[:-1] > 0)  # "no number" (last) breaks a range too
         return None if ((held >= r.lo) & (held <= r.hi)).any() else form_error.weight

@@ -203,18 +203,19 @@ def test_sums_find_a_value_the_reader_barely_saw():
     assert decode("ppwp-2024-plano-p1", kpps, calibration=AS_WRITTEN).fields["I.B4.LP"].value != 215
 
 
-FLAT_FORM_ERRORS = Settings(decode={"form_error_spread": 0})  # every broken sum weighs the same, whatever it is off by
+# KPPS mistakes common (0.3), every broken sum weighing the same: the sums settle a doubtful box less surely
+DOUBTFUL_SUMS = Settings(decode={"form_error_spread": 0, "form_error_weight": 0.3})
 
 
 @pytest.mark.parametrize("name", ["page1_86_read_as_886", "page1_001_read_as_881"])
 def test_page_sums_correct_the_misread_and_accept_it_only_past_the_correction_bar(name):
-    """886 for 86 breaks two sums by 800. Under the discrepancy-weighted form-error model a KPPS writing numbers off by
-    800 in two sums is far less likely than an X read as 8, so the correction clears the stricter correction bar and
-    is accepted, marked `corrected_by_rules`. Under the flat model (any broken sum weighs 0.05) the same correction
-    stays under that bar and goes to review."""
+    """886 for 86 breaks two sums by 800 and the cap on the field. A KPPS writing that is far less likely than an X
+    read as 8, so the correction clears the stricter correction bar and is accepted, marked `corrected_by_rules`.
+    Where KPPS mistakes are common and weigh the same whatever they are off by, the same correction stays under the
+    bar and goes to review."""
     doc = load_fixture(name)
     bar = SETTINGS.routing.accept_corrected_confidence
-    for settings, accepted in ((SETTINGS, True), (FLAT_FORM_ERRORS, False)):
+    for settings, accepted in ((SETTINGS, True), (DOUBTFUL_SUMS, False)):
         pages = decode_fixture_pages(doc, settings)
         for key in doc["misread"]:
             tid, fid = key.split(":", 1)
@@ -534,6 +535,51 @@ def test_exact_group_confidence_never_exceeds_the_true_posterior(seed, width, sp
     for k in truth:
         v = sol.values[k]
         true_p = post[k][100 if v is None else v]
+        assert sol.confidence[k] <= true_p + 1e-9, (k, v, sol.confidence[k], true_p)
+
+
+def _one_box_field(rng, value: int, noise: float = 1.0):
+    from ocr.decode import value_distribution
+
+    p = rng.dirichlet(np.ones(12) * 0.3) * rng.uniform(0, noise) + np.eye(12)[value] * rng.uniform(0, 2)
+    full = value_distribution([p / p.sum()])
+    order = np.argsort(-full)[:8]
+    return full, [(None if i == len(full) - 1 else int(i), float(full[i])) for i in order]
+
+
+@hyp_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), width=st.sampled_from([2, 4, 8]), spread=st.sampled_from([0, 1000]))
+def test_exact_confidence_with_a_field_pinned_by_two_sums_never_exceeds_the_true_posterior(seed, width, spread):
+    """a + b == c and c == d (like II.2 = I.B4.LP): c is pinned twice, so its unlisted values are weighed exactly in
+    one sum and bounded in the other. Against brute force; a and b are one box each to keep it small."""
+    from ocr.decode import FormErrorModel, Var, solve
+    from ocr.rules import LinearRule
+
+    rng = np.random.default_rng(seed)
+    truth = {"a": int(rng.integers(0, 10)), "b": int(rng.integers(0, 10))}
+    truth["c"] = truth["d"] = truth["a"] + truth["b"]
+    fulls, variables = {}, {}
+    for k, v in truth.items():
+        fulls[k], cands = _one_box_field(rng, v) if k in "ab" else _noisy_field(rng, v)
+        variables[k] = Var(k, cands, fixed=False, full=fulls[k])
+    rules = [LinearRule("sum", "R2", "hard", ("a", "b"), "==", ("c",)),
+             LinearRule("copy", "R6", "hard", ("c",), "==", ("d",))]  # fmt: skip
+    form_error = FormErrorModel(0.05, spread=spread)
+    sol = solve(variables, rules, form_error=form_error, node_limit=20000, prune_ratio=1e-6, exact_width=width)
+    assert sol.exact == 1
+    small = np.append(np.arange(10, dtype=float), np.nan)
+    big = np.append(np.arange(100, dtype=float), np.nan)
+    a, b, c, d = small[:, None, None, None], small[None, :, None, None], big[None, None, :, None], big[None, None, None, :]
+    with np.errstate(invalid="ignore"):
+        w1 = np.where(a + b - c == 0, 1.0, form_error.sum_penalty(a + b - c))
+        w2 = np.where(c - d == 0, 1.0, form_error.sum_penalty(c - d))
+    joint = (fulls["a"][:, None, None, None] * fulls["b"][None, :, None, None] * fulls["c"][None, None, :, None]
+             * fulls["d"][None, None, None, :] * w1 * w2)  # fmt: skip
+    z = joint.sum()
+    post = {k: joint.sum(axis=tuple(j for j in range(4) if j != i)) / z for i, k in enumerate("abcd")}
+    for k in truth:
+        v = sol.values[k]
+        true_p = post[k][len(post[k]) - 1 if v is None else v]
         assert sol.confidence[k] <= true_p + 1e-9, (k, v, sol.confidence[k], true_p)
 
 
