@@ -569,7 +569,8 @@ def test_exact_confidence_with_a_field_pinned_by_two_sums_never_exceeds_the_true
     assert sol.exact == 1
     small = np.append(np.arange(10, dtype=float), np.nan)
     big = np.append(np.arange(100, dtype=float), np.nan)
-    a, b, c, d = small[:, None, None, None], small[None, :, None, None], big[None, None, :, None], big[None, None, None, :]
+    a, b = small[:, None, None, None], small[None, :, None, None]
+    c, d = big[None, None, :, None], big[None, None, None, :]
     with np.errstate(invalid="ignore"):
         w1 = np.where(a + b - c == 0, 1.0, form_error.sum_penalty(a + b - c))
         w2 = np.where(c - d == 0, 1.0, form_error.sum_penalty(c - d))
