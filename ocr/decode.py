@@ -461,8 +461,7 @@ def solve(
         degree = {f: sum(f in r.fields for r in group_rules) for f in members}
         order = sorted(members, key=lambda f: (-degree[f], f))
         # fewer listed values per field only loosen the bounds, and cost less
-        widths = [exact_width, *(x for x in (8, 4, 2) if x < exact_width)]
-        for width in widths:
+        for width in [exact_width, *(x for x in (8, 4, 2) if x < exact_width)]:
             exact = _exact_group(
                 order, group_rules, variables, form_error=form_error, width=width,
                 value_floor=EXACT_VALUE_FLOOR, max_table=EXACT_MAX_TABLE, max_cost=exact_cost_limit,
@@ -726,7 +725,9 @@ def _exact_group(
     (an equality allows at most one value of it), and "match", mass m (the likeliest unlisted value), which satisfies
     every rule. For any setting of the other fields, the unlisted values' weight is at most rho * w^k + m (k pinning
     rules), so `hi` can only overstate; a rule with several unlisted fields weighs w only when each of them is in
-    "break" and pinned by it."""
+    "break" and pinned by it. That is the flat model; with form errors weighed by their discrepancy, a pinned field's
+    unlisted mass is weighed exactly in one of its sums instead (see below). Either way, a rule whose weight for
+    every unlisted value of a field is known to be smaller (`_unlisted_cap`) caps both states."""
     if len(members) > 51 or any(variables[f].full is None for f in members):  # einsum's 52 indices, one for rows
         return None
     axis = {f: i for i, f in enumerate(members)}
@@ -770,8 +771,8 @@ def _exact_group(
     # value by the largest penalty would swamp the listed ones whenever the likeliest reading breaks a sum by much.
     # There, each pinned field's unlisted mass is weighed exactly in one rule that pins it (its carrier): per setting
     # of the rule's other (listed) fields, its unlisted values' mass times their penalty, the value that satisfies
-    # the rule at 1; "match" then weighs 0 in the carrier (its mass is in "break"), and both states weigh 1 elsewhere.
-    # Every penalty is at most 1, so this can only overstate too.
+    # the rule at 1; "match" then weighs 0 in the carrier (its mass is in "break"). In its other rules both states
+    # weigh at most what any unlisted value can weigh there (`_unlisted_cap`), else 1. So this can only overstate too.
     carrier: dict[str, int] = {}
     if not form_error.flat:
         for i, (r, free) in enumerate(zip(group_rules, frees)):
@@ -898,7 +899,7 @@ def _unlisted_weight(
     slips = np.where((t >= -reach) & (t < n_values + reach), near[np.clip(t + reach, 0, len(near) - 1)], 0.0)
     total = np.where(known, own + w * (anything * (rho - own) + slips), w * anything * rho)
     total = total + unlisted[n_values] * w * anything  # "no number" breaks r
-    return total.reshape(left.shape if left.shape == right.shape else np.broadcast(left, right).shape)
+    return total.reshape(left.shape)
 
 
 _ROWS = 51  # einsum index of the rows of `_marginals`' unary arrays
