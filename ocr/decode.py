@@ -373,7 +373,7 @@ class FormErrorModel:
     def sum_penalty(self, d: np.ndarray | float) -> np.ndarray:
         return self.weight * self.discrepancy_probability(d)
 
-    def date_penalty(self, r: DateRule, parts: dict[int, np.ndarray]) -> np.ndarray:
+    def date_penalty(self, r: DateRule, parts: dict[int, np.ndarray | float]) -> np.ndarray:
         """Weight of R17 broken by the date parts (position in (day, month, year) -> values, NaN: no number): a KPPS
         mistake in the date is one more thing it could have written, each part that differs from the nearest allowed
         date off by a discrepancy of its own (the same distribution as a sum's)."""
@@ -393,14 +393,10 @@ class FormErrorModel:
             s = r.sides(values)
             return float(self.sum_penalty(np.nan if s is None else s[0] - s[1]))
         if isinstance(r, DateRule) and not self.flat:
-            parts = {i: np.nan if values.get(f) is None else values[f] for i, f in r.parts}
-            return float(self.date_penalty(r, parts))  # type: ignore[arg-type]
-        return self.weight
-
-    def max_penalty(self, r: Rule) -> float:
-        """The most `r` can weigh when broken (an upper bound for the exact sums' unlisted values)."""
-        if isinstance(r, LinearRule) and r.op == "==":
-            return float(self.sum_penalty(1.0))
+            parts: dict[int, np.ndarray | float] = {
+                i: np.nan if values.get(f) is None else float(values[f]) for i, f in r.parts  # type: ignore[arg-type]
+            }
+            return float(self.date_penalty(r, parts))
         return self.weight
 
 
@@ -633,6 +629,26 @@ def _pins(r: Rule, f: str) -> bool:
     return not (r.fraction and f in r.rhs)
 
 
+def _listed(
+    f: str, free: list[str], values: dict[str, list[int | None]], variables: dict[str, Var]
+) -> np.ndarray | float:
+    """An uncertain field's listed values (NaN: no number) along its axis among `free`; a fixed field's value."""
+    if f in values:
+        return np.array([np.nan if v is None else v for v in values[f]], dtype=np.float64).reshape(
+            [-1 if g == f else 1 for g in free]
+        )
+    v = variables[f].top
+    return np.nan if v is None else float(v)
+
+
+def _date_parts(
+    r: DateRule, free: list[str], values: dict[str, list[int | None]], variables: dict[str, Var],
+    skip: str | None = None,
+) -> dict[int, np.ndarray | float]:
+    """R17's parts (position in (day, month, year) -> `_listed` values), `skip` left out."""
+    return {i: _listed(f, free, values, variables) for i, f in r.parts if f != skip}
+
+
 def _linear_sides(
     r: LinearRule, free: list[str], values: dict[str, list[int | None]], variables: dict[str, Var],
     skip: str | None = None,
@@ -644,14 +660,8 @@ def _linear_sides(
     def side(fields: tuple[str, ...]) -> np.ndarray:
         total = np.zeros(shape)
         for f in fields:
-            if f == skip:
-                continue
-            if f in values:
-                vals = np.array([np.nan if v is None else v for v in values[f]], dtype=np.float64)
-                total = total + vals.reshape([-1 if g == f else 1 for g in free])
-            else:
-                v = variables[f].top
-                total = total + (np.nan if v is None else v)
+            if f != skip:
+                total = total + _listed(f, free, values, variables)
         return total
 
     left = side(r.lhs)
@@ -691,14 +701,10 @@ def _rule_table(
             ok |= match
         if form_error.flat:
             return np.where(ok, 1.0, w)
-        parts: dict[int, np.ndarray] = {}
-        for i, f in r.parts:
-            listed = values[f] if f in values else [variables[f].top]
-            vals = np.array([np.nan if v is None else v for v in listed], dtype=np.float64)
-            parts[i] = vals.reshape([-1 if g == f else 1 for g in free]) if f in values else vals.reshape(())
-        return np.where(ok, 1.0, np.broadcast_to(form_error.date_penalty(r, parts), shape))
+        penalty = form_error.date_penalty(r, _date_parts(r, free, values, variables))
+        return np.where(ok, 1.0, np.broadcast_to(penalty, shape))
     if isinstance(r, RangeRule) and free == [r.field]:
-        vals = np.array([np.nan if v is None else v for v in values[r.field]], dtype=np.float64)
+        vals = _listed(r.field, free, values, variables)
         with np.errstate(invalid="ignore"):
             return np.where((vals >= r.lo) & (vals <= r.hi), 1.0, w)
     out = np.empty(shape)
@@ -784,7 +790,7 @@ def _exact_group(
         hi_t = np.ones(tuple(n + 2 for n in t.shape))
         if form_error.flat and all(_pins(r, f) for f in free):
             # every unlisted field of the rule in "break" (index n), the others listed: the rule is broken
-            hi_t[tuple(slice(0, n + 1) for n in t.shape)] = form_error.max_penalty(r)
+            hi_t[tuple(slice(0, n + 1) for n in t.shape)] = form_error.weight
         for k, f in enumerate(free):
             if carrier.get(f) != i:
                 # The most any of f's unlisted values can weigh here, the other fields listed: both its states
@@ -862,15 +868,9 @@ def _unlisted_cap(
         if form_error.flat:
             return form_error.weight
         shape = [1 if g == f else len(values[g]) for g in free]
-        parts: dict[int, np.ndarray] = {}
-        for j, g in r.parts:
-            if g == f:
-                continue
-            listed = values[g] if g in values else [variables[g].top]
-            vals = np.array([np.nan if v is None else v for v in listed], dtype=np.float64)
-            parts[j] = vals.reshape([-1 if h == g else 1 for h in free]) if g in values else vals.reshape(())
         # f differs from its part of every allowed date by at least 1
-        cap = form_error.date_penalty(r, parts) * float(form_error.discrepancy_probability(1.0))
+        others = _date_parts(r, free, values, variables, skip=f)
+        cap = form_error.date_penalty(r, others) * float(form_error.discrepancy_probability(1.0))
         return np.broadcast_to(cap, shape)
     return None
 
