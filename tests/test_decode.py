@@ -722,3 +722,31 @@ def test_rule_tables_match_the_rules_own_verdicts(template_id):
                 expected = 1.0 if r.holds(assignment) else form_error.penalty(r, assignment)
                 assert table[idx] == pytest.approx(expected, rel=1e-12), (r.name, idx)
                 assert table[idx] <= most or table[idx] == 1.0
+
+
+@pytest.mark.parametrize("spread", [1000, 40])
+def test_unlisted_weight_is_the_exact_sum_over_unlisted_values(spread):
+    """The convolution in `_unlisted_weight` against the plain sum: per setting of the other fields, each unlisted
+    value of the field times what the sum weighs with it (1 where it holds), "no number" included."""
+    from ocr.decode import FormErrorModel, Var, _unlisted_weight
+    from ocr.rules import LinearRule
+
+    rng = np.random.default_rng(spread)
+    rule = LinearRule("sum", "R2", "hard", ("a", "b"), "==", ("c",))
+    values = {"a": [None, 0, 3, 250, 999], "b": [7, 12, 990], "c": [40, 41, 600]}
+    variables = {f: Var(f, [(vals[-1], 0.5)], fixed=False) for f, vals in values.items()}
+    unlisted = rng.dirichlet(np.ones(1001) * 0.2)
+    unlisted[values["c"]] = 0.0  # the listed values of c
+    model = FormErrorModel(0.05, spread=spread)
+    got = _unlisted_weight(rule, "c", ["a", "b", "c"], values, variables, unlisted, model)
+    assert got.shape == (5, 3, 1)
+    u = np.arange(1000, dtype=float)
+    for i, a in enumerate(values["a"]):
+        for j, b in enumerate(values["b"]):
+            if a is None:
+                expected = unlisted.sum() * float(model.sum_penalty(np.nan))
+            else:
+                d = a + b - u
+                expected = float((unlisted[:1000] * np.where(d == 0, 1.0, model.sum_penalty(d))).sum())
+                expected += unlisted[1000] * float(model.sum_penalty(np.nan))
+            assert got[i, j, 0] == pytest.approx(expected, rel=1e-9, abs=1e-15), (a, b)
