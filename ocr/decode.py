@@ -1220,10 +1220,13 @@ def decode_fields(
             chosen = best_spelling(st.probs, v)  # type: ignore[arg-type]
         # A correction is accepted only when its posterior clears the stricter bar and it changes no box the reader
         # was sure of: the rules may settle an ambiguous box, never overrule a confident one.
-        corrected_ok = conf >= settings.routing.accept_corrected_confidence and not _overrules_a_sure_box(
-            st.probs, chosen, threshold  # type: ignore[arg-type]
+        corrected = v != st.own_top
+        corrected_ok = (
+            corrected
+            and conf >= settings.routing.accept_corrected_confidence
+            and not _overrules_a_sure_box(st.probs, chosen, threshold)  # type: ignore[arg-type]
         )
-        if v != st.own_top:
+        if corrected:
             st.reasons.append("corrected_by_rules")
         if qid in sol.limited:
             st.reasons.append("search_limit")
