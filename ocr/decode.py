@@ -27,13 +27,16 @@ Decoding a page (or the pages of one TPS, ocr/tps.py):
      which the field has another value count in full, as if they satisfied every rule.
    Either way the posterior can only be understated (tests/test_decode.py checks it against brute force).
 4. Every rule is evaluated on the chosen values. A hard rule broken by fixed (confident) readings only is a form
-   error: `form_inconsistent`, the written numbers kept. A value that differs from the field's own best reading is a
+   error: `form_inconsistent`, the written numbers kept, unless one field's plausible misread explains it better
+   than the KPPS writing one wrong number there (`_misread_suspects`): that field gets `misread_suspected` and the
+   rule's message says what it may read; it is still not changed, and every field of the rule still goes to review.
+   A value that differs from the field's own best reading is a
    correction: `corrected_by_rules`, sent to review unless its posterior confidence reaches the stricter
    `routing.accept_corrected_confidence` (the issue's "unless the corrected reading is itself confident") and it
    changes no box read at `routing.accept_confidence` or more (rules settle ambiguous boxes, never overrule sure ones).
 5. Status per field: `unreadable` (no number: `filler_misplaced`, `engine_error`, `not_read`), `accepted` (confidence
    >= threshold and no blocking reason), else `needs_review` with machine-readable reasons (`low_confidence`,
-   `rule_failed:<name>`, `form_inconsistent`, `corrected_by_rules`, `omr_disagrees`, `row_totals_disagree`,
+   `rule_failed:<name>`, `form_inconsistent`, `misread_suspected`, `corrected_by_rules`, `omr_disagrees`, `row_totals_disagree`,
    `search_limit`, `audit_sample`). Soft rules only flag (`rule_flagged:<name>`), they do not block acceptance.
    A deterministic sample of fully accepted pages (by `form_id` hash, `routing.audit_sample_rate`) goes to review.
 
@@ -1101,6 +1104,61 @@ def _row_totals_result(st: _FieldState, value: int | None, settings: Settings, c
     )
 
 
+def _asked_values(r: Rule, f: str, values: dict[str, int | None]) -> list[int]:
+    """The values of `f` with which `r` would hold, every other field as chosen: a sum's one value, R17's parts."""
+    if isinstance(r, DateRule):
+        i = next(i for i, g in r.parts if g == f)
+        return sorted({day[i] for day in r.allowed})
+    if not _pins(r, f):
+        return []
+    sides = r.sides({**values, f: 0})  # type: ignore[union-attr]
+    if sides is None:
+        return []
+    return [int(sides[1] - sides[0] if f in r.lhs else sides[0] - sides[1])]  # type: ignore[union-attr]
+
+
+def _misread_suspects(
+    broken: Sequence[Rule],
+    hard: Sequence[Rule],
+    values: dict[str, int | None],
+    states: dict[str, _FieldState],
+    form_error: FormErrorModel,
+) -> dict[str, tuple[int, float]]:
+    """Fields whose single misread explains hard rules broken by confident readings better than a KPPS mistake.
+
+    A field f of a broken rule is suspected of reading v (a value a broken rule on f asks for) when every hard rule
+    on f holds with v and the reader's odds of v against what it read, P(v) / P(read), beat the weight of the KPPS
+    writing that one wrong number in f (`FormErrorModel.penalty` of the broken rule it weighs most). The decode still does
+    not change f: confident digits are never corrected. The suspect tells the verifier where to look, and keeps
+    `form_inconsistent` for the rules that no plausible misread explains, i.e. for forms the KPPS got wrong.
+    Returns field -> (v, odds ratio over the mistake's weight)."""
+    out: dict[str, tuple[int, float]] = {}
+    broken_names = {r.name for r in broken}
+    for f in dict.fromkeys(g for r in broken for g in r.fields):
+        st = states.get(f)
+        read = values.get(f)
+        if st is None or st.probs is None or read is None:
+            continue
+        on_f = [r for r in hard if f in r.fields]
+        failing = [r for r in on_f if r.name in broken_names]
+        # One wrong number written in f breaks every rule on f at once: one mistake, not one per broken rule.
+        mistake = max((form_error.penalty(r, values) for r in failing), default=0.0)
+        p_read = value_probability(st.probs, read)
+        if p_read <= 0.0 or mistake <= 0.0:
+            continue
+        limit = 10 ** len(st.probs)
+        for v in dict.fromkeys(v for r in failing for v in _asked_values(r, f, values)):
+            if not 0 <= v < limit or v == read:
+                continue
+            trial = {**values, f: v}
+            if not all(r.holds(trial) for r in on_f):
+                continue
+            ratio = value_probability(st.probs, v) / p_read / mistake
+            if ratio > 1.0 and ratio > out.get(f, (0, 0.0))[1]:
+                out[f] = (v, ratio)
+    return out
+
+
 def decode_fields(
     inputs: Sequence[FieldInput],
     rules: Sequence[Rule],
@@ -1188,7 +1246,18 @@ def decode_fields(
             if rows.status == "fail":
                 st.reasons.append("row_totals_disagree")
 
-    # Attribute rule failures to fields.
+    # Attribute rule failures to fields. A hard rule broken by confident readings is the KPPS's mistake
+    # (`form_inconsistent`) unless one field's plausible misread explains it better (`misread_suspected` on that field:
+    # the rule's message says what it may read). Either way every field of the rule goes to review.
+    def confident(res: RuleResult) -> bool:
+        return all(variables[f].fixed and values[f] == variables[f].top for f in res.fields if f in states)
+
+    hard_by_name = {r.name: r for r in hard}
+    broken = [
+        hard_by_name[res.name] for res in rule_results
+        if res.status == "fail" and res.severity == "hard" and res.name in hard_by_name and confident(res)
+    ]  # fmt: skip
+    suspects = _misread_suspects(broken, hard, values, states, FormErrorModel.from_settings(ds)) if broken else {}
     for res in rule_results:
         if res.status != "fail" or res.rule in ("R14", "R15"):
             continue
@@ -1197,9 +1266,13 @@ def decode_fields(
             for f in involved:
                 states[f].reasons.append(f"rule_flagged:{res.name}")
             continue
-        confident_reading = all(variables[f].fixed and values[f] == variables[f].top for f in involved)
+        explained = [f for f in involved if f in suspects]
+        if explained:
+            res.message += "; " + ", ".join(f"{f} may read {suspects[f][0]} (misread suspected)" for f in explained)
         for f in involved:
-            if confident_reading:
+            if f in suspects:
+                states[f].reasons.append("misread_suspected")
+            elif confident(res) and not explained:
                 states[f].reasons.append("form_inconsistent")
             states[f].reasons.append(f"rule_failed:{res.name}")
 

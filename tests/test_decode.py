@@ -246,6 +246,32 @@ def test_kpps_arithmetic_mistake_is_form_inconsistent_with_written_numbers_kept(
     assert "215" in r3.message and "244" in r3.message
     # fields no failing rule touches stay accepted
     assert page.fields["I.A.L"].status == "accepted"
+    # the written digits are clear: no misread explains the broken sums better than the KPPS's mistake
+    assert not any("misread_suspected" in f.reasons for f in page.fields.values())
+
+
+def test_a_confident_misread_that_one_field_explains_is_suspected_not_blamed_on_the_kpps():
+    # I.B4.LP is written 215; its middle box is read "0" at 0.985 ("1" at 0.013): confident enough that the rules may
+    # not change it, but every sum on it asks for 215.
+    ev = {k: sure(v) for k, v in PAGE1.items()}
+    ev["I.B4.LP"] = [box([("2", 0.999)]), box([("0", 0.985), ("1", 0.013)]), box([("5", 0.999)])]
+    page = decode("ppwp-2024-plano-p1", ev)
+    b4 = page.fields["I.B4.LP"]
+    assert (b4.value, b4.status) == (205, "needs_review")  # the confident reading is kept, not corrected
+    assert "misread_suspected" in b4.reasons and "form_inconsistent" not in b4.reasons
+    failed = {r.name: r for r in page.rules if r.status == "fail"}
+    assert set(failed) == {"R2_I.B4_L_plus_P", "R3_B4_LP", "R6_ballots_used_eq_voters"}
+    for r in failed.values():
+        assert "I.B4.LP may read 215" in r.message
+        for fid in r.fields:  # every field of a broken rule still goes to a person, none blamed on the KPPS
+            f = page.fields[fid]
+            assert f.status == "needs_review" and "form_inconsistent" not in f.reasons, fid
+            assert ("misread_suspected" in f.reasons) == (fid == "I.B4.LP"), fid
+    # the same reading with the middle box sure ("0" at 0.999): the KPPS wrote 205, as far as the reader can tell
+    ev["I.B4.LP"] = sure("205")
+    page = decode("ppwp-2024-plano-p1", ev)
+    b4 = page.fields["I.B4.LP"]
+    assert "form_inconsistent" in b4.reasons and "misread_suspected" not in b4.reasons
 
 
 def test_x_after_a_digit_fixture_is_unreadable():
