@@ -1124,7 +1124,7 @@ def _misread_suspects(
     states: dict[str, _FieldState],
     form_error: FormErrorModel,
 ) -> dict[str, tuple[int, float]]:
-    """Fields whose single misread explains hard rules broken by confident readings better than a KPPS mistake.
+    """Fields whose single misread explains broken hard rules better than a KPPS mistake.
 
     A field f of a broken rule is suspected of reading v (a value a broken rule on f asks for) when every hard rule
     on f holds with v and the reader's odds of v against what it read, P(v) / P(read), beat the weight of the KPPS
@@ -1253,10 +1253,7 @@ def decode_fields(
         return all(variables[f].fixed and values[f] == variables[f].top for f in res.fields if f in states)
 
     hard_by_name = {r.name: r for r in hard}
-    broken = [
-        hard_by_name[res.name] for res in rule_results
-        if res.status == "fail" and res.severity == "hard" and res.name in hard_by_name and confident(res)
-    ]  # fmt: skip
+    broken = [hard_by_name[res.name] for res in rule_results if res.status == "fail" and res.name in hard_by_name]
     suspects = _misread_suspects(broken, hard, values, states, FormErrorModel.from_settings(ds)) if broken else {}
     for res in rule_results:
         if res.status != "fail" or res.rule in ("R14", "R15"):
