@@ -30,15 +30,16 @@ Decoding a page (or the pages of one TPS, ocr/tps.py):
    error: `form_inconsistent`, the written numbers kept, unless one field's plausible misread explains it better
    than the KPPS writing one wrong number there (`_misread_suspects`): that field gets `misread_suspected` and the
    rule's message says what it may read; it is still not changed, and every field of the rule still goes to review.
-   A value that differs from the field's own best reading is a
-   correction: `corrected_by_rules`, sent to review unless its posterior confidence reaches the stricter
-   `routing.accept_corrected_confidence` (the issue's "unless the corrected reading is itself confident") and it
-   changes no box read at `routing.accept_confidence` or more (rules settle ambiguous boxes, never overrule sure ones).
+   A value that differs from the field's own best reading is a correction: `corrected_by_rules`, sent to review
+   unless its posterior confidence reaches the stricter `routing.accept_corrected_confidence` (the issue's "unless
+   the corrected reading is itself confident") and it changes no box read at `routing.accept_confidence` or more
+   (rules settle ambiguous boxes, never overrule sure ones).
 5. Status per field: `unreadable` (no number: `filler_misplaced`, `engine_error`, `not_read`), `accepted` (confidence
    >= threshold and no blocking reason), else `needs_review` with machine-readable reasons (`low_confidence`,
-   `rule_failed:<name>`, `form_inconsistent`, `misread_suspected`, `corrected_by_rules`, `omr_disagrees`, `row_totals_disagree`,
-   `search_limit`, `audit_sample`). Soft rules only flag (`rule_flagged:<name>`), they do not block acceptance.
-   A deterministic sample of fully accepted pages (by `form_id` hash, `routing.audit_sample_rate`) goes to review.
+   `rule_failed:<name>`, `form_inconsistent`, `misread_suspected`, `corrected_by_rules`, `omr_disagrees`,
+   `row_totals_disagree`, `search_limit`, `audit_sample`). Soft rules only flag (`rule_flagged:<name>`), they do not
+   block acceptance. A deterministic sample of fully accepted pages (by `form_id` hash,
+   `routing.audit_sample_rate`) goes to review.
 
 Tally-row totals (R14, "Jumlah tiap baris"): when the caller passes evidence under the key `FieldSpec.row_total_id`
 (`"<field id>#row<i>"`, one list of boxes per row, every row of the field), their sum is cross-checked against the
@@ -1128,9 +1129,9 @@ def _misread_suspects(
 
     A field f of a broken rule is suspected of reading v (a value a broken rule on f asks for) when every hard rule
     on f holds with v and the reader's odds of v against what it read, P(v) / P(read), beat the weight of the KPPS
-    writing that one wrong number in f (`FormErrorModel.penalty` of the broken rule it weighs most). The decode still does
-    not change f: confident digits are never corrected. The suspect tells the verifier where to look, and keeps
-    `form_inconsistent` for the rules that no plausible misread explains, i.e. for forms the KPPS got wrong.
+    writing that one wrong number in f (`FormErrorModel.penalty` of the broken rule it weighs most). The decode
+    still does not change f: confident digits are never corrected. The suspect tells the verifier where to look, and
+    keeps `form_inconsistent` for the rules that no plausible misread explains, i.e. for forms the KPPS got wrong.
     Returns field -> (v, odds ratio over the mistake's weight)."""
     out: dict[str, tuple[int, float]] = {}
     broken_names = {r.name for r in broken}
