@@ -821,25 +821,30 @@ def _exact_group(
     return _GroupSums([values[f] for f in members], lo, hi, float(hi[0].sum()))
 
 
+def _asked_values(r: Rule, f: str, values: dict[str, int | None]) -> list[int]:
+    """The values of `f` with which `r` would hold, the other fields at their `values`: the one value of a sum that
+    pins `f`, or `f`'s part of each date R17 allows."""
+    if f not in r.fields:
+        return []
+    if isinstance(r, DateRule):
+        i = next(i for i, g in r.parts if g == f)
+        return list(dict.fromkeys(day[i] for day in r.allowed))
+    if not _pins(r, f):
+        return []
+    sides = r.sides({**values, f: 0})  # type: ignore[union-attr]
+    if sides is None:
+        return []
+    return [int(sides[1] - sides[0] if f in r.lhs else sides[0] - sides[1])]  # type: ignore[union-attr]
+
+
 def _implied_values(f: str, group_rules: list[Rule], variables: dict[str, Var]) -> list[int]:
     """The values of `f` that satisfy each sum pinning it, every other field at its own likeliest reading, and its
     part of each date R17 allows."""
-    out: list[int] = []
-    for r in group_rules:
-        if isinstance(r, DateRule) and f in r.fields:
-            i = next(i for i, g in r.parts if g == f)
-            out += [day[i] for day in r.allowed if day[i] not in out]
-        if f not in r.fields or not _pins(r, f):
-            continue
-        tops = {g: variables[g].top for g in r.fields}
-        tops[f] = 0
-        sides = r.sides(tops)  # type: ignore[union-attr]
-        if sides is None:
-            continue
-        u = sides[1] - sides[0] if f in r.lhs else sides[0] - sides[1]  # type: ignore[union-attr]
-        if u not in out:
-            out.append(int(u))
-    return out
+    return list(
+        dict.fromkeys(
+            u for r in group_rules for u in _asked_values(r, f, {g: variables[g].top for g in r.fields if g != f})
+        )
+    )
 
 
 def _unlisted_cap(
@@ -1103,19 +1108,6 @@ def _row_totals_result(st: _FieldState, value: int | None, settings: Settings, c
         name, "R14", ok=ok, fields=[st.inp.qid], values={**row_values, st.inp.qid: value},
         message=f"sum of tally-row totals {total} {'=' if ok else '!='} {value}",
     )
-
-
-def _asked_values(r: Rule, f: str, values: dict[str, int | None]) -> list[int]:
-    """The values of `f` with which `r` would hold, every other field as chosen: a sum's one value, R17's parts."""
-    if isinstance(r, DateRule):
-        i = next(i for i, g in r.parts if g == f)
-        return sorted({day[i] for day in r.allowed})
-    if not _pins(r, f):
-        return []
-    sides = r.sides({**values, f: 0})  # type: ignore[union-attr]
-    if sides is None:
-        return []
-    return [int(sides[1] - sides[0] if f in r.lhs else sides[0] - sides[1])]  # type: ignore[union-attr]
 
 
 def _misread_suspects(
