@@ -1196,8 +1196,9 @@ def decode_fields(
                 var.full = _omr_likelihood(var.full, st.inp.omr)  # type: ignore[arg-type]
 
     hard = [r for r in rules if r.severity == "hard"]
+    form_error = FormErrorModel.from_settings(ds)
     sol = solve(
-        variables, hard, form_error=FormErrorModel.from_settings(ds), node_limit=ds.search_node_limit,
+        variables, hard, form_error=form_error, node_limit=ds.search_node_limit,
         prune_ratio=ds.prune_ratio, exact_width=ds.exact_values_per_field, exact_cost_limit=ds.exact_cost_limit,
     )
     values = sol.values
@@ -1247,7 +1248,7 @@ def decode_fields(
 
     hard_by_name = {r.name: r for r in hard}
     broken = [hard_by_name[res.name] for res in rule_results if res.status == "fail" and res.name in hard_by_name]
-    suspects = _misread_suspects(broken, hard, values, states, FormErrorModel.from_settings(ds)) if broken else {}
+    suspects = _misread_suspects(broken, hard, values, states, form_error) if broken else {}
     for res in rule_results:
         if res.status != "fail" or res.rule in ("R14", "R15"):
             continue
