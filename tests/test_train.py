@@ -303,14 +303,16 @@ def test_some_training_digits_are_written_small():
     rng = np.random.default_rng(11)
     bank = GlyphBank()
     heights = []
-    for _ in range(150):
+    for _ in range(300):
         cell = prepare_cell(cells_synth.render_crop(rng, bank, CLASSES.index("1")).crop, 3.5)
         if cell.empty:
             continue
         rows = np.nonzero((cell.interior > 0.5).any(axis=1))[0]
         heights.append(np.ptp(rows) / cell.interior.shape[0])
     heights = np.array(heights)
-    assert 0.05 < (heights < 0.38).mean() < 0.3  # about one digit in eight is small; most are not
+    # One digit in eight is drawn 0.2-0.4 of the box tall; pen width, blur and hand shake make most of those
+    # come out taller than 0.38. Without the small ones none would be under it.
+    assert 0.02 < (heights < 0.38).mean() < 0.3
 
 
 def test_a_glyph_only_net_trains_and_reads_as_v3_did(tmp_path):
@@ -364,3 +366,58 @@ def test_some_training_digits_are_written_over_another(monkeypatch):
     plain = np.mean([c.ink_fraction for c in _digit_cells(monkeypatch, 60)])
     over = np.mean([c.ink_fraction for c in _digit_cells(monkeypatch, 60, P_OVERWRITE=1.0)])
     assert over > 1.4 * plain
+
+
+def test_some_training_cells_are_smeared_by_hand_shake(monkeypatch):
+    """Motion blur (half the review on the synthetic pages before v8) is in the training cells, not only in the page
+    cells: a smear along one direction takes the edge out of the printed box lines and the ink."""
+
+    def sharpness(p_motion: float) -> float:
+        monkeypatch.setattr(cells_synth, "P_MOTION", p_motion)
+        rng = np.random.default_rng(5)
+        bank = GlyphBank()
+        crops = [cells_synth.render_crop(rng, bank, int(rng.integers(10))).crop for _ in range(40)]
+        return float(np.mean([cv2.Laplacian(c.astype(np.float32), cv2.CV_32F).var() for c in crops]))
+
+    assert cells_synth.P_MOTION > 0
+    assert sharpness(1.0) < 0.6 * sharpness(0.0)
+
+
+def test_fine_tuning_starts_from_the_chosen_net_of_an_ensemble(tmp_path):
+    """`train --init`: the net starts as the chosen member of a merged model, batch norms frozen (folded into the
+    stored convolutions), so with a vanishing learning rate the exported net is that member again."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from ocr.errors import BadInput
+    from ocr.read import train as train_mod
+    from ocr.read.cnn import DEFAULT_MODEL
+
+    if train_mod.net_count(json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())) < 2:
+        pytest.skip("the shipped model is a single net")
+    x = np.random.default_rng(3).random((12, 2, CELL_PX, CELL_PX)).astype(np.float32)
+
+    def member_probs(k: int) -> np.ndarray:
+        net = train_mod.make_model(torch, planes=2)
+        train_mod.load_member_into(torch, net, train_mod.onnx_member_weights(DEFAULT_MODEL, k))
+        net.eval()
+        with torch.no_grad():
+            return torch.softmax(net(torch.from_numpy(x)), 1).numpy()
+
+    members = [member_probs(k) for k in range(train_mod.net_count(json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())))]
+    # The members, read back into torch, average to what the shipped file computes ...
+    np.testing.assert_allclose(np.mean(members, axis=0), train_mod._cv2_forward(DEFAULT_MODEL, x), atol=1e-5)
+    # ... and differ from each other (each is its own net, not the first one repeated).
+    assert np.abs(members[0] - members[1]).max() > 1e-3
+
+    out = tmp_path / "ft" / "digits.onnx"
+    train_mod.train(data=tmp_path / "absent", out=out, seed=4, epochs=1, samples=300, val_samples=50, workers=1,
+                    cache_dir=None, init=DEFAULT_MODEL, init_member=1, lr=1e-7, log=lambda *a, **k: None)
+    np.testing.assert_allclose(train_mod._cv2_forward(out, x), members[1], atol=2e-3)
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["init"]["member"] == 1 and len(card["training"]["init"]["sha256"]) == 64
+    assert f"--init {DEFAULT_MODEL} --init-member 1" in card["training"]["command"]
+    with pytest.raises(BadInput):
+        train_mod.onnx_member_weights(DEFAULT_MODEL, len(members))
+    with pytest.raises(BadInput):  # a glyph-only net cannot start from two-plane weights
+        train_mod.train(data=tmp_path / "absent", out=tmp_path / "x.onnx", samples=100, val_samples=20, workers=1,
+                        cache_dir=None, planes=1, init=DEFAULT_MODEL, log=lambda *a, **k: None)

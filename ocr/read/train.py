@@ -116,6 +116,69 @@ def make_model(torch, dropout: float = 0.3, planes: int = 1):
     )
 
 
+def onnx_member_weights(path: Path, member: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (weight, bias) pairs of one net in an ONNX digit model, in the order of `make_model`'s layers (three
+    convolutions, then the two fully connected layers): member `member` of a merged ensemble (`merge_models`), or the
+    only net of a single model. The export folds each batch norm into its convolution, so a convolution here has a
+    bias and no batch norm follows it."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"Model {path} not found.", code="model_missing")
+    graph = onnx.load(str(path)).graph
+    weights = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    layers: list[tuple[np.ndarray, np.ndarray]] = []
+    for node in graph.node:
+        if node.op_type == "BatchNormalization":
+            raise BadInput(f"Model {path} keeps its batch norms unfolded; c1ocr's export folds them.",
+                           code="model_corrupt")
+        if node.op_type not in ("Conv", "Gemm"):
+            continue
+        if len(node.input) < 3 or any(name not in weights for name in node.input[1:3]):
+            raise BadInput(f"Model {path}: layer {node.name or node.op_type} has no stored weight and bias.",
+                           code="model_corrupt")
+        w, b = weights[node.input[1]], weights[node.input[2]]
+        if node.op_type == "Gemm" and not any(a.name == "transB" and a.i == 1 for a in node.attribute):
+            w = w.T  # torch's Linear stores (out, in); a Gemm without transB stores (in, out)
+        layers.append((np.array(w, np.float32), np.array(b, np.float32)))
+    per_net = 5
+    nets = len(layers) // per_net
+    if len(layers) % per_net or not 0 <= member < nets:
+        raise BadInput(
+            f"Model {path} holds {nets} net(s) of c1ocr's digit architecture; member {member} is not one of them.",
+            code="invalid_request",
+        )
+    return layers[member * per_net : (member + 1) * per_net]
+
+
+def load_member_into(torch, model, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Start `make_model`'s net from a trained net's folded weights (`onnx_member_weights`). Each batch norm becomes
+    the identity plus the folded bias (mean 0, variance 1 - eps, scale 1): the net computes exactly what the ONNX
+    file does, as long as the batch norms are kept in eval mode while training (see `train`)."""
+    nn = torch.nn
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        for (w, b), conv, bn in zip(layers[:3], convs, norms):
+            if tuple(w.shape) != tuple(conv.weight.shape):
+                raise BadInput(f"A convolution of the initial model is {tuple(w.shape)}, this net's is "
+                               f"{tuple(conv.weight.shape)} (another number of input planes?).", code="invalid_request")
+            conv.weight.copy_(torch.from_numpy(w))
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(torch.from_numpy(b))
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+        for (w, b), lin in zip(layers[3:], linears):
+            if tuple(w.shape) != tuple(lin.weight.shape):
+                raise BadInput(f"A dense layer of the initial model is {tuple(w.shape)}, this net's is "
+                               f"{tuple(lin.weight.shape)}.", code="invalid_request")
+            lin.weight.copy_(torch.from_numpy(w))
+            lin.bias.copy_(torch.from_numpy(b))
+
+
 def _augment(torch, x, gen):
     """Small random affine jitter (±1.5 px, ±6°, ±8% scale) on a batch: the cell stage centres glyphs by mass, so
     larger moves would teach a distribution the reader never produces."""
@@ -405,8 +468,14 @@ def train(
     pages: int = 0,
     label_smoothing: float = 0.0,
     planes: int = 2,
+    init: Path | None = None,
+    init_member: int = 0,
+    lr: float | None = None,
     log=print,
 ) -> TrainResult:
+    """Train one net. `init`: start from a trained model's weights (member `init_member` of an ensemble) rather
+    than at random, with its batch norms frozen (they are folded into the stored convolutions); `lr`: the one-cycle
+    schedule's peak learning rate (3e-3 from scratch, 5e-4 from `init` unless given)."""
     if planes not in (1, 2):
         raise BadInput(f"A digit model takes 1 or 2 input planes, not {planes}.", code="invalid_request")
     torch = _torch()
@@ -453,11 +522,19 @@ def train(
     )
 
     model = make_model(torch, planes=planes)
+    init_card = None
+    if init is not None:
+        import hashlib
+
+        load_member_into(torch, model, onnx_member_weights(Path(init), init_member))
+        init_card = {"model": str(init), "sha256": hashlib.sha256(Path(init).read_bytes()).hexdigest(),
+                     "member": init_member}
+    max_lr = lr if lr is not None else (5e-4 if init is not None else 3e-3)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     batch = 128
     steps = epochs * ((len(X) + batch - 1) // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=max(1, steps), pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=max(1, steps), pct_start=0.15)
     gen = torch.Generator().manual_seed(seed)
     Xt = torch.from_numpy(X)
     yt = torch.from_numpy(y)
@@ -466,6 +543,10 @@ def train(
     page_acc: float | None = None  # measured after every epoch; the last one goes in the card
     for ep in range(epochs):
         model.train()
+        if init is not None:  # the folded batch norms stay the identity plus a bias (`load_member_into`)
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()
         perm = torch.randperm(len(X), generator=gen)
         tot, correct, seen = 0.0, 0, 0
         te = time.time()
@@ -510,8 +591,12 @@ def train(
         "onnx_opset": ONNX_OPSET,
         "training": {
             "command": f"c1ocr train --seed {seed} --epochs {epochs} --samples {samples} --pages {pages}"
-            f" --label-smoothing {label_smoothing:g} --planes {planes}",
+            f" --label-smoothing {label_smoothing:g} --planes {planes}"
+            + ("" if init is None else f" --init {init} --init-member {init_member}")
+            + ("" if lr is None else f" --lr {lr:g}"),
             "seed": seed,
+            "init": init_card,
+            "max_lr": max_lr,
             "epochs": epochs,
             "samples": int(len(X)),
             "page_cells": 0 if Xp is None else int(len(Xp)),
@@ -705,6 +790,16 @@ def train_command(
     quick: Annotated[bool, typer.Option("--quick", help="tiny run (600 cells, 1 epoch) to check the pipeline")] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, help="processes generating cells")] = 2,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="do not read or write runs/cells-cache")] = False,
+    init: Annotated[
+        Path | None,
+        typer.Option("--init", help="start from this trained ONNX model's weights (fine-tuning) instead of at random"),
+    ] = None,
+    init_member: Annotated[
+        int, typer.Option("--init-member", min=0, help="which net of an ensemble --init starts from (0 = first)")
+    ] = 0,
+    lr: Annotated[
+        float | None, typer.Option("--lr", min=1e-6, max=1.0, help="peak learning rate (default 3e-3; 5e-4 with --init)")
+    ] = None,
 ) -> None:
     """Train the digit CNN on synthetic cells and export it to ONNX (see ocr/read/TRAINING.md)."""
     from rich.console import Console
@@ -724,6 +819,9 @@ def train_command(
         pages=pages,
         label_smoothing=label_smoothing,
         planes=planes,
+        init=init,
+        init_member=init_member,
+        lr=lr,
         log=console.print,
     )
     _print_confusion(console, res.confusion)

@@ -321,7 +321,8 @@ def _glare(rng, shot: Shot, t: Template, img: np.ndarray) -> None:
     img[y0:y1, x0:x1] = np.clip(roi + (255 - roi) * g + 40 * g, 0, 255).astype(np.uint8)
 
 
-def _motion_kernel(rng, length: float) -> np.ndarray:
+def motion_kernel(rng, length: float) -> np.ndarray:
+    """A hand-shake blur kernel: a line `length` px long at a random angle (also used on training cells)."""
     n = max(3, int(round(length)) | 1)
     k = np.zeros((n, n), np.float32)
     ang = rng.uniform(0, 180)
@@ -390,13 +391,13 @@ def take_photo(
         if rng.random() < 0.5:
             img = cv2.GaussianBlur(img, (0, 0), shot.box_px * rng.uniform(0.15, 0.3))
         else:
-            img = cv2.filter2D(img, -1, _motion_kernel(rng, shot.box_px * rng.uniform(0.6, 1.0)))
+            img = cv2.filter2D(img, -1, motion_kernel(rng, shot.box_px * rng.uniform(0.6, 1.0)))
     else:
         sigma = rng.uniform(0.3, 1.1) * max(1.0, shot.box_px / 60)
         img = cv2.GaussianBlur(img, (0, 0), sigma)
         if rng.random() < 0.15:
             effects.append("motion_blur")
-            img = cv2.filter2D(img, -1, _motion_kernel(rng, min(7.0, shot.box_px * 0.08 + 2)))
+            img = cv2.filter2D(img, -1, motion_kernel(rng, min(7.0, shot.box_px * 0.08 + 2)))
     # sensor noise (cv2's RNG, seeded per photo for determinism)
     cv2.setRNGSeed(int(noise_seed) & 0x7FFFFFFF)
     noise = np.empty((H, W), np.int16)
