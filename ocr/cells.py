@@ -31,6 +31,15 @@ SIDE = slice(MARGIN_PX + BOX_PX // 6, MARGIN_PX + BOX_PX - BOX_PX // 6)
 
 EMPTY_INK_FRACTION = 0.004  # below this much ink (of the box interior) a box is empty
 SPECK_FRACTION = 0.0025  # connected ink blobs smaller than this (of the interior) are noise
+# Strokes are grown into the faint ink beside them (hysteresis): a hand-shaken photo smears the strokes across the
+# shake and leaves those along it dark, so one digit's strokes differ several-fold in darkness, and a single threshold
+# kept only the dark ones (a "6" became a blob and an arc, an "8" a few dots). Growth is bounded: at most
+# WEAK_GROW_PX into ink above WEAK_INK (soft ink, see `ink_map`), and never within WEAK_EDGE_PX of the interior's
+# sides, where faint ink is more often a box line's blurred flank or a scanned form's grey border than writing
+# (unbounded growth hung such bands on the digits of the 2014 scans). Faint ink touching no stroke stays out.
+WEAK_INK = 0.2
+WEAK_GROW_PX = 6
+WEAK_EDGE_PX = 8
 
 
 @dataclass
@@ -88,30 +97,66 @@ def box_crop(dark: np.ndarray, H: np.ndarray, box: Rect) -> np.ndarray:
     return warp_region(dark, H, region, CROP_PX, CROP_PX, border_value=0)
 
 
-def _find_line(profile: np.ndarray, expected: int, width: float) -> tuple[int, bool]:
+def _smoothed(profile: np.ndarray, width: float) -> np.ndarray:
+    k = max(1, int(round(width)))
+    return np.convolve(profile, np.ones(k) / k, mode="same")
+
+
+def _line_peaks(smooth: np.ndarray, expected: int, level: float) -> list[int]:
+    """Local maxima above `level` within the search window around `expected`."""
+    lo = max(0, expected - SEARCH_PX)
+    hi = min(len(smooth), expected + SEARCH_PX + 1)
+    return [
+        i
+        for i in range(lo, hi)
+        if smooth[i] > level and smooth[i] >= smooth[max(i - 1, 0)] and smooth[i] >= smooth[min(i + 1, len(smooth) - 1)]
+    ]
+
+
+def _find_line(smooth: np.ndarray, expected: int, level: float) -> tuple[int, bool]:
     """The printed line nearest to `expected` within the search window; returns (position, found).
 
     Nearest, not strongest: where boxes sit a few millimetres apart the neighbouring box's border is in the window
     too, and may be darker than this box's own.
     """
-    lo = max(0, expected - SEARCH_PX)
-    hi = min(len(profile), expected + SEARCH_PX + 1)
-    k = max(1, int(round(width)))
-    smooth = np.convolve(profile, np.ones(k) / k, mode="same")
-    win = smooth[lo:hi]
-    if win.size == 0:
-        return expected, False
-    base = float(np.median(smooth))
-    # A printed line covers most of the box side: its mean darkness over the side is high.
-    level = max(60.0, base + 40.0)
-    peaks = [
-        lo + i
-        for i in range(len(win))
-        if win[i] > level and win[i] >= win[max(i - 1, 0)] and win[i] >= win[min(i + 1, len(win) - 1)]
-    ]
+    peaks = _line_peaks(smooth, expected, level)
     if not peaks:
         return expected, False
     return min(peaks, key=lambda p: (abs(p - expected), -smooth[p])), True
+
+
+PAIR_TOLERANCE_PX = 4  # two lines BOX_PX +- this apart are taken as the box's own pair
+
+
+def _find_line_pair(profile: np.ndarray, width: float) -> tuple[int, int, bool, bool]:
+    """The box's two lines along one axis: (first, second, first found, second found).
+
+    Both lines are searched together: a curled page can shift a box by most of the search window, and then the
+    neighbouring box's line (a few px outside this box's line) is as near to where a lone line is expected as this
+    box's own, which sits inside it. The pair of peaks spaced like the box settles it. A blurred line's peak is
+    barely above the flanks of its neighbours, so candidates are peaks halfway from the paper to the darkest line, not
+    a fixed step above the crop's median; a lone line is still held to the old, stricter level.
+    """
+    a, b = MARGIN_PX, MARGIN_PX + BOX_PX
+    smooth = _smoothed(profile, width)
+    median = float(np.median(smooth))
+    strict = max(60.0, median + 40.0)
+    paper = float(np.percentile(smooth, 20))
+    top = float(max(smooth[max(0, a - SEARCH_PX) : a + SEARCH_PX + 1].max(), smooth[b - SEARCH_PX : b + SEARCH_PX + 1].max()))
+    loose = max(60.0, paper + 0.5 * (top - paper), min(strict, paper + 25.0))
+    firsts, seconds = _line_peaks(smooth, a, loose), _line_peaks(smooth, b, loose)
+    pairs = [
+        (abs((q - p) - BOX_PX), abs(p - a) + abs(q - b), -(smooth[p] + smooth[q]), p, q)
+        for p in firsts
+        for q in seconds
+        if abs((q - p) - BOX_PX) <= PAIR_TOLERANCE_PX
+    ]
+    if pairs:
+        _, _, _, p, q = min(pairs)
+        return p, q, True, True
+    p, fp = _find_line(smooth, a, strict)
+    q, fq = _find_line(smooth, b, strict)
+    return p, q, fp, fq
 
 
 def find_box_lines(crop: np.ndarray, border_px: float) -> tuple[tuple[int, int, int, int], int]:
@@ -123,10 +168,8 @@ def find_box_lines(crop: np.ndarray, border_px: float) -> tuple[tuple[int, int, 
     a, b = MARGIN_PX, MARGIN_PX + BOX_PX
     col = crop[SIDE, :].astype(np.float32).mean(axis=0)
     row = crop[:, SIDE].astype(np.float32).mean(axis=1)
-    x0, fx0 = _find_line(col, a, border_px)
-    x1, fx1 = _find_line(col, b, border_px)
-    y0, fy0 = _find_line(row, a, border_px)
-    y1, fy1 = _find_line(row, b, border_px)
+    x0, x1, fx0, fx1 = _find_line_pair(col, border_px)
+    y0, y1, fy0, fy1 = _find_line_pair(row, border_px)
     if fx0 and not fx1:
         x1 = x0 + BOX_PX
     elif fx1 and not fx0:
@@ -163,7 +206,8 @@ def ink_map(crop: np.ndarray, interior: tuple[slice, slice] | None = None) -> np
 def normalise_ink(ink: np.ndarray, aspect: float = 1.0) -> tuple[np.ndarray, float, bool, np.ndarray]:
     """Ink map of a box interior -> (CELL_PX square glyph, ink fraction, empty?, placement).
 
-    Small specks are dropped; the glyph keeps its aspect ratio (a dash stays a flat bar, a "1" a thin stroke), is
+    Small specks are dropped, and the strokes kept are grown into the faint ink joined to them (`WEAK_INK`); the
+    glyph keeps its aspect ratio (a dash stays a flat bar, a "1" a thin stroke), is
     scaled so its longest side is GLYPH_PX (tiny marks are not blown up beyond their share of the box) and centred
     on its centre of mass, as MNIST digits are. `aspect` is the printed box's height / width: the canonical crop is
     square whatever the box, so a tall box (2014 and 2019 C1: twice as tall as wide) arrives squashed, a "2" as flat
@@ -178,6 +222,18 @@ def normalise_ink(ink: np.ndarray, aspect: float = 1.0) -> tuple[np.ndarray, flo
         if stats[i, cv2.CC_STAT_AREA] >= SPECK_FRACTION * area:
             keep[i] = True
     mask = keep[lab]
+    if mask.any():
+        weak = (ink > WEAK_INK).astype(np.uint8)
+        e = WEAK_EDGE_PX
+        weak[:e, :] = 0
+        weak[-e:, :] = 0
+        weak[:, :e] = 0
+        weak[:, -e:] = 0
+        grown = mask.astype(np.uint8)
+        step = np.ones((3, 3), np.uint8)
+        for _ in range(WEAK_GROW_PX):
+            grown = cv2.dilate(grown, step) & weak
+        mask = mask | grown.astype(bool)
     ink = np.where(mask | (cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0), ink, 0.0)
     frac = float(mask.sum()) / area
     out = np.zeros((CELL_PX, CELL_PX), np.float32)

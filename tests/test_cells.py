@@ -225,3 +225,64 @@ def test_placement_keeps_where_the_mark_sits_in_the_box_which_the_glyph_loses():
     assert middle.channels(1).shape == (1, CELL_PX, CELL_PX)
     with pytest.raises(ValueError):
         middle.channels(3)
+
+
+def test_a_stroke_faint_between_dark_parts_is_kept_whole_and_a_faint_speck_is_not():
+    """Hand shake smears the strokes across it and leaves those along it dark: a "7" whose stem fades to a third of
+    the bar's darkness for a stretch keeps that stretch (a single threshold cut the "7" in two); faint ink that
+    touches no stroke (paper grain, a shadow) stays out."""
+    img = _crop()
+    a = MARGIN_PX
+    cv2.line(img, (a + 18, a + 16), (a + 46, a + 16), 250, 4)  # the bar, dark
+
+    def stem(t: float) -> tuple[int, int]:
+        return int(round(a + 46 - 16 * t)), int(round(a + 16 + 34 * t))
+
+    cv2.line(img, stem(0), stem(0.25), 250, 4)  # the stem, dark ...
+    cv2.line(img, stem(0.25), stem(0.55), 75, 4)  # ... faint for a stretch (11 px) ...
+    cv2.line(img, stem(0.55), stem(1), 250, 4)  # ... and dark again
+    cv2.circle(img, (a + 20, a + 40), 3, 75, -1)  # a faint speck on its own
+    cell = prepare_cell(img, 3)
+    n, _ = cv2.connectedComponents((cell.input > 0.1).astype(np.uint8), connectivity=8)
+    assert n - 1 == 1  # one stroke, not a bar and a stem apart
+    rows = np.nonzero((cell.input > 0.1).any(axis=1))[0]
+    assert rows.max() - rows.min() >= 20
+    # The speck's place in the box (the lower left of the placement plane) holds no ink.
+    assert cell.placement[17:24, 4:11].max() < 0.05
+
+
+def test_faint_ink_near_the_box_side_is_not_grown_into():
+    """A scanned form's thick grey border leaves a faint band inside the box: a digit written close to it is not
+    grown into it (it would hang a bar or a blob on the digit)."""
+    img = _crop()
+    a = MARGIN_PX
+    cv2.line(img, (a + 32, a + 14), (a + 32, a + 54), 250, 4)  # a "1", its foot near the bottom line
+    cv2.line(img, (a + 6, a + 58), (a + 58, a + 58), 75, 4)  # the faint band just inside the bottom line
+    cell = prepare_cell(img, 3)
+    cols = np.nonzero((cell.input > 0.1).any(axis=0))[0]
+    assert cols.max() - cols.min() <= 4  # still a thin "1", no foot along the bottom
+
+
+def test_box_lines_are_found_as_a_pair_when_a_curled_page_shifts_the_box():
+    """A box 8 px right of where the homography puts it: the neighbouring box's (darker) line is as near to the
+    expected left line as the box's own. The two lines a box width apart are the box."""
+    img = _crop(dx=8)
+    cv2.line(img, (MARGIN_PX - 8, 0), (MARGIN_PX - 8, CROP_PX - 1), 255, 4)
+    (x0, x1, _, _), found = find_box_lines(img, 3)
+    assert found == 4
+    assert abs(x0 - (MARGIN_PX + 8)) <= 1 and abs(x1 - (MARGIN_PX + BOX_PX + 8)) <= 1
+
+
+def test_box_lines_smeared_by_hand_shake_are_still_found():
+    """Shake blurs each line into a low, wide ridge (here 11 px of horizontal shake on a box 8 px off, its
+    neighbour's line 16 px to the left): the two ridges a box width apart are still the box, within 2 px."""
+    img = np.full((CROP_PX, CROP_PX), 105, np.uint8)
+    for x in (MARGIN_PX - 8, MARGIN_PX + 8, MARGIN_PX + BOX_PX + 8):
+        cv2.line(img, (x, 0), (x, CROP_PX - 1), 230, 3)
+    for y in (MARGIN_PX, MARGIN_PX + BOX_PX):
+        cv2.line(img, (0, y), (CROP_PX - 1, y), 230, 3)
+    img = cv2.filter2D(img, -1, np.full((1, 11), 1 / 11, np.float32), borderType=cv2.BORDER_REPLICATE)
+    (x0, x1, y0, y1), found = find_box_lines(img, 3)
+    assert found == 4
+    assert abs(x0 - (MARGIN_PX + 8)) <= 2 and abs(x1 - (MARGIN_PX + BOX_PX + 8)) <= 2
+    assert (y0, y1) == (MARGIN_PX, MARGIN_PX + BOX_PX)
