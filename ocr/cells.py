@@ -25,7 +25,12 @@ MARGIN_PX = 16  # margin around the box in the canonical crop: room for the loca
 CROP_PX = BOX_PX + 2 * MARGIN_PX
 CELL_PX = 32  # classifier input side
 GLYPH_PX = 24  # longest side of the normalised glyph inside CELL_PX
-SEARCH_PX = 10  # how far (canonical px) the box lines are searched around their predicted position
+# How far (canonical px) the box lines are searched around their predicted position: nearly the whole margin. A
+# curled, tilted, shaken page puts boxes up to a fifth of a box (13 px) off the page's homography (seed 2027:
+# 10 -> 15 px took box misreads 294 -> 275); the lines are found as a pair a box width apart, so the wider window
+# does not pull in the neighbours' lines.
+SEARCH_PX = 15
+SIZE_TOLERANCE_PX = 10  # a found pair further than this from the box's width is a digit stroke, not the box
 # The middle of a box side, where a line's darkness profile is read: away from the corners where lines cross.
 SIDE = slice(MARGIN_PX + BOX_PX // 6, MARGIN_PX + BOX_PX - BOX_PX // 6)
 
@@ -179,10 +184,10 @@ def find_box_lines(crop: np.ndarray, border_px: float) -> tuple[tuple[int, int, 
     elif fy1 and not fy0:
         y0 = y1 - BOX_PX
     # Reject a found pair that disagrees wildly with the box size (a digit stroke mistaken for a line).
-    if abs((x1 - x0) - BOX_PX) > SEARCH_PX:
+    if abs((x1 - x0) - BOX_PX) > SIZE_TOLERANCE_PX:
         x0, x1 = a, b
         fx0 = fx1 = False
-    if abs((y1 - y0) - BOX_PX) > SEARCH_PX:
+    if abs((y1 - y0) - BOX_PX) > SIZE_TOLERANCE_PX:
         y0, y1 = a, b
         fy0 = fy1 = False
     return (x0, x1, y0, y1), int(fx0) + int(fx1) + int(fy0) + int(fy1)
@@ -412,8 +417,35 @@ def extract_box_cells(
             px_per_mm_photo=local_scale_px_per_mm(H, *box.center),
         )
         cc.cell = prepare_cell(crop, border_px, box.h / box.w)
+        _recentre(cc, dark, H, box)
         out.append(cc)
     return out
+
+
+RECENTRE_PX = 4  # a box whose lines sit this far (canonical px) from the prediction is cut again around them
+
+
+def _recentre(cc: CellCrop, dark: np.ndarray, H: np.ndarray, box: Rect) -> None:
+    """Cut a box again centred on the lines found for it, when they sit well off the homography's prediction.
+
+    A curled or folded page moves boxes up to a fifth of a box off the page's homography: the box then sits against
+    one side of the crop, part of the digit beyond the crop or close enough to the crop's side to be taken for a box
+    line's remnant. Cut again around the found lines, the box has its full margin. The second cut is kept when it
+    finds at least as many of the box's lines; its offset is reported from the first prediction."""
+    cell = cc.cell
+    if cell is None or cell.lines_found < 3:
+        return
+    dx, dy = cell.line_offset_px
+    if max(abs(dx), abs(dy)) < RECENTRE_PX:
+        return
+    moved = Rect(x=box.x + dx * box.w / BOX_PX, y=box.y + dy * box.h / BOX_PX, w=box.w, h=box.h)
+    crop = box_crop(dark, H, moved)
+    again = prepare_cell(crop, cc.border_px, box.h / box.w)
+    if again.lines_found < cell.lines_found:
+        return
+    ox, oy = again.line_offset_px
+    again.line_offset_px = (dx + ox, dy + oy)
+    cc.crop, cc.cell = crop, again
 
 
 def extract_field_cells(dark: np.ndarray, H: np.ndarray, template: Template, field: FieldSpec) -> list[CellCrop]:

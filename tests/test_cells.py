@@ -286,3 +286,39 @@ def test_box_lines_smeared_by_hand_shake_are_still_found():
     assert found == 4
     assert abs(x0 - (MARGIN_PX + 8)) <= 2 and abs(x1 - (MARGIN_PX + BOX_PX + 8)) <= 2
     assert (y0, y1) == (MARGIN_PX, MARGIN_PX + BOX_PX)
+
+
+@pytest.mark.parametrize("shift_px", [13, -12])
+def test_a_box_far_off_its_predicted_place_is_found_and_cut_again_around_its_lines(monkeypatch, shift_px):
+    """A curled page moves a box up to a fifth of a box off the page's homography: its lines are still found, and
+    the box is cut again around them, so it has its full margin and the digit is whole."""
+    from types import SimpleNamespace
+
+    from ocr import cells as cells_mod
+    from ocr.cells import extract_box_cells
+    from ocr.templates.schema import Rect
+
+    px_per_mm = 10.0
+    H = np.diag([px_per_mm, px_per_mm, 1.0])
+    box = Rect(x=20.0, y=20.0, w=BOX_PX / px_per_mm, h=BOX_PX / px_per_mm)  # a 64 px box in the photo
+    dark = np.zeros((500, 500), np.uint8)
+    x0, y0 = int(box.x * px_per_mm) + shift_px, int(box.y * px_per_mm)  # where the paper really put it
+    cv2.rectangle(dark, (x0, y0), (x0 + BOX_PX, y0 + BOX_PX), 230, 3)
+    for dx in (-BOX_PX - 8, BOX_PX + 8):  # the neighbours
+        cv2.rectangle(dark, (x0 + dx, y0), (x0 + dx + BOX_PX, y0 + BOX_PX), 230, 3)
+    cv2.line(dark, (x0 + 18, y0 + 16), (x0 + 46, y0 + 16), 250, 4)  # a "7"
+    cv2.line(dark, (x0 + 46, y0 + 16), (x0 + 30, y0 + 50), 250, 4)
+    template = SimpleNamespace(box_border_mm=0.3)
+
+    (cc,) = extract_box_cells(dark, H, template, "f", [box])
+    assert cc.cell.lines_found == 4
+    assert abs(cc.cell.line_offset_px[0] - shift_px) <= 1  # reported from the first prediction
+    (lx0, lx1, _, _), _ = find_box_lines(cc.crop, 3)
+    assert abs(lx0 - MARGIN_PX) <= 1 and abs(lx1 - (MARGIN_PX + BOX_PX)) <= 1  # cut again around the lines
+    rows = np.nonzero((cc.cell.input > 0.1).any(axis=1))[0]
+    assert rows.max() - rows.min() >= 20  # the whole "7"
+
+    monkeypatch.setattr(cells_mod, "RECENTRE_PX", 10_000)  # without the second cut the box sits off centre
+    (first,) = extract_box_cells(dark, H, template, "f", [box])
+    (fx0, _, _, _), _ = find_box_lines(first.crop, 3)
+    assert abs(fx0 - (MARGIN_PX + shift_px)) <= 1
