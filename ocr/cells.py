@@ -26,9 +26,9 @@ CROP_PX = BOX_PX + 2 * MARGIN_PX
 CELL_PX = 32  # classifier input side
 GLYPH_PX = 24  # longest side of the normalised glyph inside CELL_PX
 # How far (canonical px) the box lines are searched around their predicted position: nearly the whole margin. A
-# curled, tilted, shaken page puts boxes up to a fifth of a box (13 px) off the page's homography (seed 2027:
-# 10 -> 15 px took box misreads 294 -> 275); the lines are found as a pair a box width apart, so the wider window
-# does not pull in the neighbours' lines.
+# curled, tilted, shaken page puts boxes up to a fifth of a box (13 px) off the page's homography (BENCHMARKS.md,
+# "Hand-shaken and curled photos"); the lines are found as a pair a box width apart, so the wider window does not
+# pull in the neighbours' lines.
 SEARCH_PX = 15
 SIZE_TOLERANCE_PX = 10  # a found pair further than this from the box's width is a digit stroke, not the box
 # The middle of a box side, where a line's darkness profile is read: away from the corners where lines cross.

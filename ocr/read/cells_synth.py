@@ -46,9 +46,9 @@ P_STRIKE = 0.03
 P_OVERWRITE = 0.02
 P_CROSS = 0.06
 # Share of crops smeared by hand shake, and the smear's length as a share of the box. The pages' camera
-# (ocr/synth/camera.py) shakes 15% of usable photos by up to ~0.14 of a box; the nets trained before v8 saw that
-# only in the page cells, and read motion-blurred cells far worse (held-out synthetic digits: 94% sharp, 86% with
-# a 0.15-box smear); the cells here reach a little past the pages' smear.
+# (ocr/synth/camera.py) shakes 15% of usable photos by up to ~0.14 of a box; v7's nets saw that only in the page
+# cells, and read shaken cells far worse (`python -m bench.motion_blur_cells`: 94.5% of held-out synthetic digits
+# sharp, 88.3% with a 0.15-box smear); the cells here reach a little past the pages' smear.
 P_MOTION = 0.2
 MOTION_BOX_SHARE = (0.06, 0.2)
 LOST_INK_RATIO = 0.6  # a digit whose prepared ink is below this share of the drawn ink is redrawn
