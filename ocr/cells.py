@@ -147,7 +147,8 @@ def _find_line_pair(profile: np.ndarray, width: float) -> tuple[int, int, bool, 
     median = float(np.median(smooth))
     strict = max(60.0, median + 40.0)
     paper = float(np.percentile(smooth, 20))
-    top = float(max(smooth[max(0, a - SEARCH_PX) : a + SEARCH_PX + 1].max(), smooth[b - SEARCH_PX : b + SEARCH_PX + 1].max()))
+    near_a, near_b = smooth[max(0, a - SEARCH_PX) : a + SEARCH_PX + 1], smooth[b - SEARCH_PX : b + SEARCH_PX + 1]
+    top = float(max(near_a.max(), near_b.max()))
     loose = max(60.0, paper + 0.5 * (top - paper), min(strict, paper + 25.0))
     firsts, seconds = _line_peaks(smooth, a, loose), _line_peaks(smooth, b, loose)
     pairs = [

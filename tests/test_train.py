@@ -403,7 +403,8 @@ def test_fine_tuning_starts_from_the_chosen_net_of_an_ensemble(tmp_path):
         with torch.no_grad():
             return torch.softmax(net(torch.from_numpy(x)), 1).numpy()
 
-    members = [member_probs(k) for k in range(train_mod.net_count(json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())))]
+    nets = train_mod.net_count(json.loads(DEFAULT_MODEL.with_suffix(".json").read_text()))
+    members = [member_probs(k) for k in range(nets)]
     # The members, read back into torch, average to what the shipped file computes ...
     np.testing.assert_allclose(np.mean(members, axis=0), train_mod._cv2_forward(DEFAULT_MODEL, x), atol=1e-5)
     # ... and differ from each other (each is its own net, not the first one repeated).

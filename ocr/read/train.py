@@ -798,7 +798,8 @@ def train_command(
         int, typer.Option("--init-member", min=0, help="which net of an ensemble --init starts from (0 = first)")
     ] = 0,
     lr: Annotated[
-        float | None, typer.Option("--lr", min=1e-6, max=1.0, help="peak learning rate (default 3e-3; 5e-4 with --init)")
+        float | None,
+        typer.Option("--lr", min=1e-6, max=1.0, help="peak learning rate (default 3e-3; 5e-4 with --init)"),
     ] = None,
 ) -> None:
     """Train the digit CNN on synthetic cells and export it to ONNX (see ocr/read/TRAINING.md)."""
