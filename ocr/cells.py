@@ -420,7 +420,35 @@ def extract_box_cells(
         cc.cell = prepare_cell(crop, border_px, box.h / box.w)
         _recentre(cc, dark, H, box)
         out.append(cc)
+    _follow_neighbours(out, dark, H, boxes)
     return out
+
+
+def _follow_neighbours(cells: list[CellCrop], dark: np.ndarray, H: np.ndarray, boxes: list[Rect]) -> None:
+    """A box whose four lines were not all found is cut again where its field's other boxes were found.
+
+    The boxes of one field move together on a curled page; a box whose lines lie beyond its own search window (the
+    most curled pages move boxes up to 17 px) is found where its neighbours, whose lines were all found, say it is.
+    The new cut is kept when it finds more of the box's lines."""
+    found = [c.cell.line_offset_px for c in cells if c.cell is not None and c.cell.lines_found == 4]
+    if not found:
+        return
+    dx, dy = (float(np.median([o[k] for o in found])) for k in (0, 1))
+    for cc, box in zip(cells, boxes):
+        cell = cc.cell
+        if cell is None or cell.lines_found == 4:
+            continue
+        ox, oy = cell.line_offset_px
+        if max(abs(dx - ox), abs(dy - oy)) < RECENTRE_PX:
+            continue
+        moved = Rect(x=box.x + dx * box.w / BOX_PX, y=box.y + dy * box.h / BOX_PX, w=box.w, h=box.h)
+        crop = box_crop(dark, H, moved)
+        again = prepare_cell(crop, cc.border_px, box.h / box.w)
+        if again.lines_found <= cell.lines_found:
+            continue
+        ax, ay = again.line_offset_px
+        again.line_offset_px = (dx + ax, dy + ay)
+        cc.crop, cc.cell = crop, again
 
 
 RECENTRE_PX = 4  # a box whose lines sit this far (canonical px) from the prediction is cut again around them

@@ -322,3 +322,27 @@ def test_a_box_far_off_its_predicted_place_is_found_and_cut_again_around_its_lin
     (first,) = extract_box_cells(dark, H, template, "f", [box])
     (fx0, _, _, _), _ = find_box_lines(first.crop, 3)
     assert abs(fx0 - (MARGIN_PX + shift_px)) <= 1
+
+
+def test_a_box_beyond_its_search_window_is_found_where_its_field_neighbours_are():
+    """The most curled pages move boxes further than the search window. A field's boxes move together: a box whose
+    lines were not all found is cut again where its neighbours, whose lines were, say it is."""
+    from types import SimpleNamespace
+
+    from ocr.cells import SEARCH_PX, extract_box_cells
+    from ocr.templates.schema import Rect
+
+    px_per_mm = 10.0
+    H = np.diag([px_per_mm, px_per_mm, 1.0])
+    pitch = BOX_PX + 10  # boxes 10 px apart
+    boxes = [Rect(x=20.0 + k * pitch / px_per_mm, y=20.0, w=BOX_PX / px_per_mm, h=BOX_PX / px_per_mm) for k in range(3)]
+    shifts = [(14, 0), (14, 0), (SEARCH_PX + 3, 0)]  # the last box sits further right than its window reaches
+    dark = np.zeros((500, 600), np.uint8)
+    for box, (sx, sy) in zip(boxes, shifts):
+        x0, y0 = int(box.x * px_per_mm) + sx, int(box.y * px_per_mm) + sy
+        cv2.rectangle(dark, (x0, y0), (x0 + BOX_PX, y0 + BOX_PX), 230, 3)
+        cv2.line(dark, (x0 + 32, y0 + 14), (x0 + 32, y0 + 50), 250, 4)  # a "1"
+    cells = extract_box_cells(dark, H, SimpleNamespace(box_border_mm=0.3), "f", boxes)
+    assert [c.cell.lines_found for c in cells] == [4, 4, 4]
+    last = cells[2].cell
+    assert abs(last.line_offset_px[0] - (SEARCH_PX + 3)) <= 1 and abs(last.line_offset_px[1]) <= 1
