@@ -441,17 +441,25 @@ def _follow_neighbours(cells: list[CellCrop], dark: np.ndarray, H: np.ndarray, b
         ox, oy = cell.line_offset_px
         if max(abs(dx - ox), abs(dy - oy)) < RECENTRE_PX:
             continue
-        moved = Rect(x=box.x + dx * box.w / BOX_PX, y=box.y + dy * box.h / BOX_PX, w=box.w, h=box.h)
-        crop = box_crop(dark, H, moved)
-        again = prepare_cell(crop, cc.border_px, box.h / box.w)
-        if again.lines_found <= cell.lines_found:
-            continue
-        ax, ay = again.line_offset_px
-        again.line_offset_px = (dx + ax, dy + ay)
-        cc.crop, cc.cell = crop, again
+        crop, again = _cut_at(cc, dark, H, box, dx, dy)
+        if again.lines_found > cell.lines_found:
+            cc.crop, cc.cell = crop, again
 
 
 RECENTRE_PX = 4  # a box whose lines sit this far (canonical px) from the prediction is cut again around them
+
+
+def _cut_at(
+    cc: CellCrop, dark: np.ndarray, H: np.ndarray, box: Rect, dx: float, dy: float
+) -> tuple[np.ndarray, PreparedCell]:
+    """The box cut again `dx`, `dy` canonical px off its prediction, and its cell, whose line offset is reported
+    from the prediction (not from the new cut)."""
+    moved = Rect(x=box.x + dx * box.w / BOX_PX, y=box.y + dy * box.h / BOX_PX, w=box.w, h=box.h)
+    crop = box_crop(dark, H, moved)
+    cell = prepare_cell(crop, cc.border_px, box.h / box.w)
+    ox, oy = cell.line_offset_px
+    cell.line_offset_px = (dx + ox, dy + oy)
+    return crop, cell
 
 
 def _recentre(cc: CellCrop, dark: np.ndarray, H: np.ndarray, box: Rect) -> None:
@@ -467,14 +475,9 @@ def _recentre(cc: CellCrop, dark: np.ndarray, H: np.ndarray, box: Rect) -> None:
     dx, dy = cell.line_offset_px
     if max(abs(dx), abs(dy)) < RECENTRE_PX:
         return
-    moved = Rect(x=box.x + dx * box.w / BOX_PX, y=box.y + dy * box.h / BOX_PX, w=box.w, h=box.h)
-    crop = box_crop(dark, H, moved)
-    again = prepare_cell(crop, cc.border_px, box.h / box.w)
-    if again.lines_found < cell.lines_found:
-        return
-    ox, oy = again.line_offset_px
-    again.line_offset_px = (dx + ox, dy + oy)
-    cc.crop, cc.cell = crop, again
+    crop, again = _cut_at(cc, dark, H, box, dx, dy)
+    if again.lines_found >= cell.lines_found:
+        cc.crop, cc.cell = crop, again
 
 
 def extract_field_cells(dark: np.ndarray, H: np.ndarray, template: Template, field: FieldSpec) -> list[CellCrop]:
