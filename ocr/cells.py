@@ -31,6 +31,7 @@ GLYPH_PX = 24  # longest side of the normalised glyph inside CELL_PX
 # pull in the neighbours' lines.
 SEARCH_PX = 15
 SIZE_TOLERANCE_PX = 10  # a found pair further than this from the box's width is a digit stroke, not the box
+RECENTRE_PX = 4  # a box whose lines sit this far (canonical px) from the prediction is cut again around them
 # The middle of a box side, where a line's darkness profile is read: away from the corners where lines cross.
 SIDE = slice(MARGIN_PX + BOX_PX // 6, MARGIN_PX + BOX_PX - BOX_PX // 6)
 
@@ -444,9 +445,6 @@ def _follow_neighbours(cells: list[CellCrop], dark: np.ndarray, H: np.ndarray, b
         crop, again = _cut_at(cc, dark, H, box, dx, dy)
         if again.lines_found > cell.lines_found:
             cc.crop, cc.cell = crop, again
-
-
-RECENTRE_PX = 4  # a box whose lines sit this far (canonical px) from the prediction is cut again around them
 
 
 def _cut_at(
