@@ -125,6 +125,11 @@ class DecodeSettings(BaseModel):
     search_node_limit: int = 20000  # joint search budget per connected group of uncertain fields
     prune_ratio: float = 1e-6  # joint assignments this much less likely than the best reading are not enumerated
     omr_min_confidence: float = 0.9  # an OMR reading below this is ignored as evidence
+    # A reading at this confidence or more is never changed, even when it alone breaks the form's sums (it is then
+    # only `misread_suspected`). Under it, a reading whose misread explains every sum it breaks better than a KPPS
+    # mistake or any other field's misread is taken as misread: it goes to review with the value the sums ask for,
+    # and the other fields of those sums are no longer held by it (ocr/decode.py, `_misreads_taken`).
+    sure_reading_confidence: float = Field(0.995, ge=0, le=1)
     calibration_file: str | None = None  # None: the shipped ocr/read/models/calibration.json
 
 

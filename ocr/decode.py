@@ -1152,6 +1152,74 @@ def _misread_suspects(
     return out
 
 
+@dataclass(frozen=True)
+class _MisreadTaken:
+    """A reading taken as misread: `field` reads `value`, the one every broken sum on it asks for."""
+
+    field: str
+    read: int
+    value: int
+    share: float  # posterior that `field` is the misread one (and so reads `value`)
+    rules: tuple[str, ...]  # the broken rules it explains, all holding with `value`
+    culprit: dict[str, float]  # each other field of those rules -> posterior that it is the misread one instead
+
+
+def _misreads_taken(
+    broken: Sequence[Rule],
+    hard: Sequence[Rule],
+    values: dict[str, int | None],
+    states: dict[str, _FieldState],
+    form_error: FormErrorModel,
+    suspects: dict[str, tuple[int, float]],
+    sure: float,
+) -> list[_MisreadTaken]:
+    """Suspected misreads under the `sure` bar that are taken as misreads, so that the rest of their sums is free.
+
+    Three explanations compete for the broken rules on a suspect f: the KPPS wrote one wrong number (weight 1 in the
+    units of `_misread_suspects`' odds), f is misread as its suspect value v, or another field g of those rules is
+    misread as a value a broken rule on g asks for (its odds P(u) / P(read) over the same mistake weight). f is taken
+    when its reading is under `sure`, it is a suspect (its odds beat the KPPS mistake), and with v every hard rule
+    on every field of its broken rules holds (nothing else is broken there). Its share of the weight is the
+    posterior that v is right; each other field's share is the posterior that it is the misread one, which caps its
+    confidence, so a field the reader is barely surer of than f is not accepted on f's account. A reading at `sure`
+    or above is never changed (confident digits are kept; it stays `misread_suspected`)."""
+    taken: list[_MisreadTaken] = []
+    claimed: set[str] = set()
+    for f, (v, _) in sorted(suspects.items(), key=lambda kv: -kv[1][1]):
+        st = states[f]
+        read = values.get(f)
+        if st.own_conf >= sure or read is None or st.probs is None:
+            continue
+        rules = [r for r in broken if f in r.fields]
+        fields = list(dict.fromkeys(g for r in rules for g in r.fields))
+        if claimed.intersection(fields):
+            continue
+        trial = {**values, f: v}
+        if any(r.holds(trial) is False for r in hard if any(g in r.fields for g in fields)):
+            continue
+        mistake = max(form_error.penalty(r, values) for r in rules)
+        weights: dict[str, float] = {}
+        for g in fields:
+            sg, read_g = states.get(g), values.get(g)
+            if sg is None or sg.probs is None or read_g is None:
+                continue
+            p_read = value_probability(sg.probs, read_g)
+            asked = {u for r in rules for u in _asked_values(r, g, values) if 0 <= u < 10 ** len(sg.probs) and u != read_g}
+            if g == f:
+                asked = {v}
+            odds = max((value_probability(sg.probs, u) for u in asked), default=0.0) / max(p_read, 1e-300)
+            weights[g] = odds / mistake
+        total = 1.0 + sum(weights.values())
+        taken.append(
+            _MisreadTaken(
+                field=f, read=read, value=v, share=weights[f] / total, rules=tuple(r.name for r in rules),
+                culprit={g: w / total for g, w in weights.items() if g != f},
+            )
+        )
+        claimed.update(fields)
+    return taken
+
+
 def decode_fields(
     inputs: Sequence[FieldInput],
     rules: Sequence[Rule],
@@ -1201,7 +1269,23 @@ def decode_fields(
         variables, hard, form_error=form_error, node_limit=ds.search_node_limit,
         prune_ratio=ds.prune_ratio, exact_width=ds.exact_values_per_field, exact_cost_limit=ds.exact_cost_limit,
     )
-    values = sol.values
+    values = dict(sol.values)
+
+    # Suspected misreads under the sure bar that explain every sum they break are taken as misreads (see
+    # `_misreads_taken`): the value the sums ask for, in review, and the rest of those sums no longer held by them.
+    broken = [r for r in hard if r.holds(values) is False]
+    suspects = _misread_suspects(broken, hard, values, states, form_error) if broken else {}
+    taken = {
+        t.field: t
+        for t in _misreads_taken(broken, hard, values, states, form_error, suspects, ds.sure_reading_confidence)
+    }
+    for t in taken.values():
+        values[t.field] = t.value
+        states[t.field].reasons.append("misread_suspected")
+    culprit_share: dict[str, float] = {}
+    for t in taken.values():
+        for g, share in t.culprit.items():
+            culprit_share[g] = max(culprit_share.get(g, 0.0), share)
 
     # Rule results on the chosen values. Per-field range rules are listed only when they fail (they would be noise).
     for r in rules:
@@ -1209,6 +1293,10 @@ def decode_fields(
         if isinstance(r, RangeRule) and res.status != "fail":
             continue
         rule_results.append(res)
+    for t in taken.values():
+        for res in rule_results:
+            if res.name in t.rules:
+                res.message += f"; {t.field} read {t.read}, taken as {t.value} (misread suspected)"
 
     for qid, st in states.items():
         v = values[qid]
@@ -1279,6 +1367,12 @@ def decode_fields(
             fields[qid] = _reading(st, spec, None, chosen, 0.0, "unreadable", reasons, [], settings)
             continue
         conf = sol.confidence[qid]
+        alts = [(u, p) for u, p in sol.posterior[qid] if u != v][:3]
+        if qid in taken:  # the posterior that the sums' value is right, against what was read
+            conf = taken[qid].share
+            alts = [(taken[qid].read, 1.0 - conf), *[(u, p) for u, p in alts if u != taken[qid].read]][:3]
+        elif qid in culprit_share:  # the posterior that this reading, not the taken one, is the misread
+            conf = min(conf, 1.0 - culprit_share[qid])
         chosen = st.dist.classes.get(v)
         if chosen is None:  # a value the exact sums listed but the box enumeration did not
             chosen = best_spelling(st.probs, v)  # type: ignore[arg-type]
@@ -1301,7 +1395,6 @@ def decode_fields(
             if not r.startswith(NON_BLOCKING_PREFIXES) and not (r == "corrected_by_rules" and corrected_ok)
         ]  # fmt: skip
         status = "needs_review" if blocking else "accepted"
-        alts = [(u, p) for u, p in sol.posterior[qid] if u != v][:3]
         fields[qid] = _reading(st, spec, v, chosen, conf, status, st.reasons, alts, settings)
 
     if fields and all(f.status == "accepted" for f in fields.values()) and audit_selected(

@@ -250,13 +250,44 @@ def test_kpps_arithmetic_mistake_is_form_inconsistent_with_written_numbers_kept(
     assert not any("misread_suspected" in f.reasons for f in page.fields.values())
 
 
-def test_a_confident_misread_that_one_field_explains_is_suspected_not_blamed_on_the_kpps():
-    # I.B4.LP is written 215; its middle box is read "0" at 0.985 ("1" at 0.013): confident enough that the rules may
-    # not change it, but every sum on it asks for 215.
+def test_a_misread_under_the_sure_bar_that_explains_every_broken_sum_is_taken_and_frees_the_rest():
+    # I.B4.LP is written 215; its middle box is read "0" at 0.985 ("1" at 0.013): sure enough to accept on its own,
+    # under the bar that keeps a reading whatever the sums say, and every sum on it asks for 215.
+    assert SETTINGS.routing.accept_confidence <= 0.985 < SETTINGS.decode.sure_reading_confidence
     ev = {k: sure(v) for k, v in PAGE1.items()}
     ev["I.B4.LP"] = [box([("2", 0.999)]), box([("0", 0.985), ("1", 0.013)]), box([("5", 0.999)])]
     page = decode("ppwp-2024-plano-p1", ev)
     b4 = page.fields["I.B4.LP"]
+    # taken as misread: the sums' value, never accepted on the sums' word, what was read kept as the alternative
+    assert (b4.value, b4.text, b4.status) == (215, "215", "needs_review")
+    assert "misread_suspected" in b4.reasons and "corrected_by_rules" in b4.reasons
+    assert "form_inconsistent" not in b4.reasons and b4.confidence < SETTINGS.routing.accept_confidence
+    assert b4.alternatives[0].char == "205" and b4.alternatives[0].p == pytest.approx(1 - b4.confidence, abs=1e-6)
+    checked = {r.name: r for r in page.rules if r.name in ("R2_I.B4_L_plus_P", "R3_B4_LP", "R6_ballots_used_eq_voters")}
+    assert len(checked) == 3
+    for r in checked.values():
+        assert r.status == "pass" and "I.B4.LP read 205, taken as 215 (misread suspected)" in r.message
+    # the other fields of its sums are no longer held by it
+    for fid in ("I.B4.L", "I.B4.P", "I.B1.LP", "I.B2.LP", "I.B3.LP", "II.2"):
+        f = page.fields[fid]
+        assert f.status == "accepted" and f.reasons == [], fid
+    # a field that may just as well be the misread one (I.B4.P read 113, its "1" at 0.987, "0" at 0.011, makes
+    # 102 + 103 = 205) is not accepted on the taken misread's account
+    ev["I.B4.P"] = [box([("1", 0.999)]), box([("1", 0.987), ("0", 0.011)]), box([("3", 0.999)])]
+    page = decode("ppwp-2024-plano-p1", ev)
+    p = page.fields["I.B4.P"]
+    assert p.value == 113 and p.status == "needs_review" and p.confidence < 0.9
+    assert page.fields["I.B4.LP"].status == "needs_review"
+
+
+def test_a_sure_misread_that_one_field_explains_is_suspected_not_blamed_on_the_kpps():
+    # I.B4.LP is written 215; its middle box is read "0" at 0.997 ("1" at 0.0028): sure enough that the rules may
+    # not change it, but every sum on it asks for 215.
+    ev = {k: sure(v) for k, v in PAGE1.items()}
+    ev["I.B4.LP"] = [box([("2", 0.999)]), box([("0", 0.997), ("1", 0.0028)]), box([("5", 0.999)])]
+    page = decode("ppwp-2024-plano-p1", ev)
+    b4 = page.fields["I.B4.LP"]
+    assert b4.confidence >= SETTINGS.decode.sure_reading_confidence
     assert (b4.value, b4.status) == (205, "needs_review")  # the confident reading is kept, not corrected
     assert "misread_suspected" in b4.reasons and "form_inconsistent" not in b4.reasons
     failed = {r.name: r for r in page.rules if r.status == "fail"}
