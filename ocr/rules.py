@@ -4,7 +4,8 @@ Rules are built from data, never from template ids:
 - each template `Constraint` (`sum(lhs) OP sum(rhs)`, or `OP profile parameter`, optionally with the reserve
   fraction `rhs_plus_fraction_param` rounded up) becomes a `LinearRule`;
 - each field's own range `[min, max]` becomes an R1 `RangeRule`, and its `cap_param` an R10 `RangeRule` against the
-  election profile (skipped when a template constraint already caps that field with the same parameter);
+  election profile, grown by `cap_plus_fraction_param` of itself rounded up (the reserve ballots; skipped when a
+  template constraint already caps that field with the same parameter);
 - the date fields (kinds date_day / date_month / date_year) become one R17 `DateRule`: polling day or the next;
 - R14 (OMR and tally-row totals against the digits), R15 (filler placement) and R16 (pages present) are structural:
   ocr/decode.py and ocr/tps.py report them with `structural_result`.
@@ -25,7 +26,7 @@ from ocr.errors import TemplateError
 from ocr.results import RuleResult
 from ocr.templates.schema import Constraint, Template
 
-RULES_VERSION = "1.0.0"
+RULES_VERSION = "1.1.0"
 
 Severity = Literal["hard", "soft", "cross_check"]
 Values = Mapping[str, int | None]
@@ -51,7 +52,7 @@ CATALOGUE: dict[str, RuleInfo] = {
         RuleInfo("R7", "total valid = sum of paslon votes", "hard"),
         RuleInfo("R8", "total = valid + invalid", "hard"),
         RuleInfo("R9", "total votes = voters who voted", "soft"),
-        RuleInfo("R10", "every count <= TPS cap", "hard"),
+        RuleInfo("R10", "every count <= TPS cap + reserve ballots", "hard"),
         RuleInfo("R11", "DPT <= TPS cap", "hard"),
         RuleInfo("R12", "ballots received <= DPT + reserve", "soft"),
         RuleInfo("R13", "disabled voters <= voters", "soft"),
@@ -85,6 +86,12 @@ def _param(profile: ElectionProfile, name: str, where: str) -> float:
     return value
 
 
+def _grown(n: int, fraction: float | None) -> int:
+    """n plus `fraction` of it, rounded up (the reserve ballots on top of a cap or a DPT)."""
+    # round() first: 0.02 * 250 is 5.000000000000001 in floating point, which must not ceil to 6
+    return n + math.ceil(round(fraction * n, 9)) if fraction else n
+
+
 def _missing(fields: Sequence[str], values: Values) -> list[str]:
     return [f for f in fields if values.get(f) is None]
 
@@ -114,11 +121,7 @@ class LinearRule:
         left = sum(values[f] for f in self.lhs)  # type: ignore[misc]
         if self.constant is not None:
             return left, self.constant
-        right = sum(values[f] for f in self.rhs)  # type: ignore[misc]
-        if self.fraction:
-            # round() first: 0.02 * 250 is 5.000000000000001 in floating point, which must not ceil to 6
-            right += math.ceil(round(self.fraction * right, 9))
-        return left, right
+        return left, _grown(sum(values[f] for f in self.rhs), self.fraction)  # type: ignore[misc]
 
     def holds(self, values: Values) -> bool | None:
         s = self.sides(values)
@@ -248,11 +251,12 @@ def bind_constraint(c: Constraint, profile: ElectionProfile, *, qualify: str = "
     """A template (or form-set) constraint with its election parameters filled in; `qualify` prefixes field ids."""
     where = f"constraint {c.name!r}"
     constant = None
-    if c.rhs_param is not None:
-        constant = int(math.floor(_param(profile, c.rhs_param, where)))
     fraction = None
     if c.rhs_plus_fraction_param is not None:
         fraction = float(_param(profile, c.rhs_plus_fraction_param, where))
+    if c.rhs_param is not None:
+        constant = _grown(int(math.floor(_param(profile, c.rhs_param, where))), fraction)
+        fraction = None  # folded into the constant
     return LinearRule(
         name=c.name,
         rule=c.rule,
@@ -276,8 +280,11 @@ def page_rules(template: Template, profile: ElectionProfile, *, qualify: str = "
         fid = qualify + f.id
         rules.append(RangeRule(f"R1_range:{fid}", "R1", "hard", fid, f.min, f.max, "value outside the field's range"))
         if f.cap_param and (f.id, f.cap_param) not in capped_by_constraint:
-            cap = int(math.floor(_param(profile, f.cap_param, f"field {f.id!r}")))
-            rules.append(RangeRule(f"R10_cap:{fid}", "R10", "hard", fid, f.min, cap, f"above {f.cap_param}"))
+            where = f"field {f.id!r}"
+            fraction = _param(profile, f.cap_plus_fraction_param, where) if f.cap_plus_fraction_param else None
+            cap = _grown(int(math.floor(_param(profile, f.cap_param, where))), fraction)
+            above = f"above {f.cap_param}" + (f" + {f.cap_plus_fraction_param}" if fraction else "")
+            rules.append(RangeRule(f"R10_cap:{fid}", "R10", "hard", fid, f.min, cap, above))
     dated = date_rule(template, profile, qualify=qualify)
     if dated is not None:
         rules.append(dated)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, strategies as st
 
@@ -65,15 +67,51 @@ def test_reserve_is_a_fraction_of_dpt_rounded_up(profile, dpt, limit):
     assert r.holds({"II.1": limit + 1, "I.A.LP": dpt}) is False
 
 
-@pytest.mark.parametrize("profile,cap", [("pemilu_2024", 300), ("pilkada_2020", 500), ("pilkada_2024", 600)])
-def test_caps_come_from_the_election_profile(profile, cap):
+@pytest.mark.parametrize(
+    "profile,cap,with_reserve",
+    [("pemilu_2024", 300, 306), ("pilkada_2020", 500, 513), ("pilkada_2024", 600, 615)],
+)  # fmt: skip
+def test_caps_come_from_the_election_profile(profile, cap, with_reserve):
+    """The DPT is held to the TPS cap (R11); every other count to the cap plus the reserve ballots, rounded up (R10):
+    ballots received include the reserve, and the DPTb / DPK voters on top of the DPT vote with it."""
     t = get_template("ppwp-2024-plano-p1")
     rules = {r.name: r for r in page_rules(t, SETTINGS.profile(profile))}
+    r11 = rules["R11_dpt_cap"]
+    assert r11.holds({"I.A.LP": cap}) is True and r11.holds({"I.A.LP": cap + 1}) is False
+    assert rules["R10_cap:I.A.L"].hi == cap  # the DPT's own columns too
     r10 = rules["R10_voters_cap"]
-    assert r10.holds({"I.B4.LP": cap}) is True and r10.holds({"I.B4.LP": cap + 1}) is False
+    assert r10.holds({"I.B4.LP": with_reserve}) is True and r10.holds({"I.B4.LP": with_reserve + 1}) is False
+    assert f"{with_reserve + 1} vs {with_reserve}" in r10.result({"I.B4.LP": with_reserve + 1}).message
     # every field with cap_param is capped, once (the template's own R10 constraint is not duplicated)
     assert "R10_cap:I.B4.LP" not in rules
-    assert rules["R10_cap:II.3"].hi == cap
+    assert rules["R10_cap:II.1"].hi == rules["R10_cap:II.3"].hi == with_reserve
+
+
+@pytest.mark.parametrize("template_id", ["ppwp-2024-plano-p1", "kwk-2024-3-p1"])
+def test_a_full_tps_with_every_reserve_ballot_breaks_no_rule(template_id):
+    """DPT at the cap, every reserve ballot received, and DPTb / DPK voters using some of them: a legal form."""
+    t = get_template(template_id)
+    profile = SETTINGS.profile(t.election)
+    cap = profile.max_voters_per_tps
+    received = cap + math.ceil(cap * profile.reserve_ballot_pct)
+    a = "I.A" if template_id.startswith("ppwp") else "I.A1"
+    extra_voters = received - cap - 1  # all but one reserve ballot used, by voters on top of the DPT
+    values = {f.id: 0 for f in t.fields}
+    values.update({f"{a}.L": cap // 2, f"{a}.P": cap - cap // 2, f"{a}.LP": cap})
+    if a == "I.A1":  # KWK: A.4 = A.1 + A.2 + A.3, the DPTb voters (A.3) registered on top
+        values.update({"I.A3.L": extra_voters, "I.A3.LP": extra_voters, "I.A4.L": cap // 2 + extra_voters,
+                       "I.A4.P": cap - cap // 2, "I.A4.LP": cap + extra_voters})  # fmt: skip
+    voters = cap - 2 + extra_voters
+    values.update({
+        "I.B1.L": cap // 2 - 2, "I.B1.P": cap - cap // 2, "I.B1.LP": cap - 2,
+        "I.B3.L": extra_voters, "I.B3.LP": extra_voters,
+        "I.B4.L": cap // 2 - 2 + extra_voters, "I.B4.P": cap - cap // 2, "I.B4.LP": voters,
+        "II.1": received, "II.2": voters, "II.4": received - voters,
+    })  # fmt: skip
+    failed = [r.name for r in page_rules(t, profile) if r.severity == "hard" and r.holds(values) is False]
+    assert voters > cap and failed == []
+    over = {**values, f"{a}.P": values[f"{a}.P"] + 1, f"{a}.LP": cap + 1}  # one DPT voter over the cap
+    assert "R11_dpt_cap" in [r.name for r in page_rules(t, profile) if r.holds(over) is False]
 
 
 def test_failed_rule_reports_fields_numbers_and_message():

@@ -124,6 +124,11 @@ def test_constraint_with_unknown_field_is_named():
     assert "paslon_99" in msg and "R7_valid_sum" in msg
 
 
+def test_a_cap_grown_without_a_cap_is_named():
+    msg = _broken(lambda d: d["fields"][0].pop("cap_param"))
+    assert "suara_sah_paslon_01" in msg and "cap_plus_fraction_param" in msg and "cap_param" in msg
+
+
 def test_missing_frame_size_for_squares_is_named():
     msg = _broken(lambda d: d["frame"].pop("square_mm"))
     assert "frame" in msg and "square_mm" in msg

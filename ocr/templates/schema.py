@@ -137,6 +137,9 @@ class FieldSpec(_Strict):
     min: int = 0
     max: int = 999
     cap_param: str | None = None  # election-profile parameter that caps the value (e.g. "max_voters_per_tps")
+    # The cap grows by this election-profile fraction of itself, rounded up: a count of ballots, or of the voters who
+    # use them, may reach the TPS cap plus the reserve ballots ("reserve_ballot_pct"); the DPT may not.
+    cap_plus_fraction_param: str | None = None
 
     @model_validator(mode="after")
     def _check_boxes(self) -> "FieldSpec":
@@ -147,6 +150,8 @@ class FieldSpec(_Strict):
             raise ValueError(f"field {self.id!r}: omr needs one column per box")
         if self.max < self.min:
             raise ValueError(f"field {self.id!r}: max < min")
+        if self.cap_plus_fraction_param is not None and self.cap_param is None:
+            raise ValueError(f"field {self.id!r}: cap_plus_fraction_param grows a cap: give cap_param too")
         if self.row_totals is not None and self.tally is not None and len(self.row_totals) != self.tally.rows:
             raise ValueError(f"field {self.id!r}: row_totals needs one row per tally row")
         return self
@@ -181,7 +186,8 @@ class Constraint(_Strict):
     rhs: list[str] = Field(default_factory=list)
     rhs_param: str | None = None  # e.g. "max_voters_per_tps"
     # The rhs grows by this election-profile fraction, rounded up: "received <= DPT + 2% reserve" is
-    # rhs=["I.A.LP"], rhs_plus_fraction_param="reserve_ballot_pct".
+    # rhs=["I.A.LP"], rhs_plus_fraction_param="reserve_ballot_pct"; with rhs_param it grows the parameter ("voters <=
+    # TPS cap + reserve").
     rhs_plus_fraction_param: str | None = None
     description: str = ""
 

@@ -20,7 +20,7 @@ Run from the repository root:  python -m ocr.templates.authoring.c1_2014
 
 from __future__ import annotations
 
-from ocr.templates.authoring.common import cap_constraints, centred_rect, constraint, single_page_set, write_templates
+from ocr.templates.authoring.common import CAP, cap_constraints, centred_rect, constraint, single_page_set, write_templates
 
 TEMPLATE_ID = "ppwp-2014-c1-lampiran1"
 PAGE = {"width_mm": 210.0, "height_mm": 297.0}
@@ -45,7 +45,7 @@ def template() -> dict:
             "kind": "count",
             "section": "IV",
             "boxes": [centred_rect(cx, cy, BOX_W, BOX_H) for cx in COLS_X],
-            "cap_param": "max_voters_per_tps",
+            **CAP,
         }
         for fid, (cy, label) in ROWS.items()
     ]
@@ -58,7 +58,7 @@ def template() -> dict:
     return {
         "schema_version": 1,
         "id": TEMPLATE_ID,
-        "version": "1.0.0",
+        "version": "1.1.0",
         "form": "C1-PPWP",
         "title": "Model C1 PPWP 2014 lampiran 1: rincian perolehan suara sah",
         "election": "pemilu_2014",

@@ -20,6 +20,7 @@ Run from the repository root:  python -m ocr.templates.authoring.c1_2019
 from __future__ import annotations
 
 from ocr.templates.authoring.common import (
+    CAP,
     cap_constraints,
     centred_rect,
     constraint,
@@ -61,7 +62,7 @@ def template() -> dict:
                 "section": section,
                 "boxes": [centred_rect(cx, cy, BOX_W, h) for cx in COLS_X],
                 "words": rect(wx0, wy0, wx1 - wx0, wy1 - wy0),
-                "cap_param": "max_voters_per_tps",
+                **CAP,
             }
         )
     fields += date_fields(
@@ -81,7 +82,7 @@ def template() -> dict:
     return {
         "schema_version": 1,
         "id": TEMPLATE_ID,
-        "version": "1.0.0",
+        "version": "1.1.0",
         "form": "C1-PPWP",
         "title": "C1-PPWP 2019 lembar 2: data perolehan suara pasangan calon, data suara sah dan tidak sah",
         "election": "pemilu_2019",

@@ -39,11 +39,19 @@ def constraint(name, rule, severity, lhs, op, rhs=None, rhs_param=None, descript
     return d
 
 
+# R10 caps every count at the TPS cap plus the reserve ballots (2% / 2.5% of DPT, rounded up): the ballots received
+# include the reserve (the form says so: "termasuk surat suara cadangan"), and the voters who come on top of the DPT
+# (DPTb, DPK) vote with it, so ballots used, voters and votes can pass the cap by that much. Sirekap's own limit was
+# the cap x 1.025 (domain.md §3, MAX_PENGGUNA). Only the DPT itself is held to the cap (R11, `DPT_CAP`).
+CAP = {"cap_param": "max_voters_per_tps", "cap_plus_fraction_param": "reserve_ballot_pct"}
+DPT_CAP = {"cap_param": "max_voters_per_tps"}
+
+
 def cap_constraints(field_ids, prefix: str = "R10") -> list[dict]:
-    """R10: every vote count <= the election's per-TPS voter cap."""
+    """R10: every vote count <= the election's per-TPS voter cap plus the reserve ballots."""
     return [
         constraint(f"{prefix}_{fid}_cap", "R10", "hard", [fid], "<=", rhs_param="max_voters_per_tps",
-                   description="count <= TPS voter cap")
+                   rhs_plus_fraction_param="reserve_ballot_pct", description="count <= TPS voter cap + reserve")
         for fid in field_ids
     ]
 

@@ -20,7 +20,7 @@ Run from the repository root:  python -m ocr.templates.authoring.kwk2024
 
 from __future__ import annotations
 
-from ocr.templates.authoring.common import cap_constraints, constraint, date_fields, rect, write_templates
+from ocr.templates.authoring.common import CAP, DPT_CAP, cap_constraints, constraint, date_fields, rect, write_templates
 
 ORIGIN = (47.2, 65.0)
 PAGE = {"width_mm": 600.0, "height_mm": 900.0}
@@ -36,12 +36,9 @@ P2_BOX, P2_X = 20.0, 455.0  # 3 boxes at 455.0 / 478.5 / 502.0
 P2_PITCH = 23.5
 
 
-def _count(fid, label, section, x0, y, size, pitch, cap=True) -> dict:
-    f = {"id": fid, "label": label, "kind": "count", "section": section,
-         "boxes": [rect(x0 + i * pitch, y, size, size) for i in range(3)]}
-    if cap:
-        f["cap_param"] = "max_voters_per_tps"
-    return f
+def _count(fid, label, section, x0, y, size, pitch, cap=CAP) -> dict:
+    return {"id": fid, "label": label, "kind": "count", "section": section,
+            "boxes": [rect(x0 + i * pitch, y, size, size) for i in range(3)], **cap}
 
 
 def _base(variant: str, page: int, title: str) -> dict:
@@ -49,7 +46,7 @@ def _base(variant: str, page: int, title: str) -> dict:
     return {
         "schema_version": 1,
         "id": f"kwk-2024-{variant}-p{page}",
-        "version": "1.0.0",
+        "version": "1.1.0",
         "form": "C.HASIL-KWK",
         "title": title,
         "election": "pilkada_2024",
@@ -76,7 +73,7 @@ def page1(variant: str) -> dict:
         "B4": (419.0, "B.4 Jumlah seluruh pengguna hak pilih (B.1 + B.2 + B.3)"),
     }
     fields = [
-        _count(f"I.{r}.{c}", f"{label} - {COL_LABEL[c]}", "I", x0, y, P1_BOX, P1_PITCH)
+        _count(f"I.{r}.{c}", f"{label} - {COL_LABEL[c]}", "I", x0, y, P1_BOX, P1_PITCH, DPT_CAP if r == "A1" else CAP)
         for r, (y, label) in rows.items() for c, x0 in P1_COLS.items()
     ]
     ii = {
@@ -112,7 +109,7 @@ def page1(variant: str) -> dict:
         constraint("R11_dpt_cap", "R11", "hard", ["I.A1.LP"], "<=", rhs_param="max_voters_per_tps",
                    description="DPT <= TPS cap"),
         constraint("R10_voters_cap", "R10", "hard", ["I.B4.LP"], "<=", rhs_param="max_voters_per_tps",
-                   description="voters <= TPS cap"),
+                   rhs_plus_fraction_param="reserve_ballot_pct", description="voters <= TPS cap + reserve"),
         constraint("R12_reserve", "R12", "soft", ["II.1"], "<=", ["I.A1.LP"],
                    rhs_plus_fraction_param="reserve_ballot_pct", description="ballots received <= DPT + 2.5% reserve"),
         constraint("R13_disabled_le_voters", "R13", "soft", ["III.LP"], "<=", ["I.B4.LP"],

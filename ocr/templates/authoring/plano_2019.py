@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ocr.templates import REFERENCE_DIR
 from ocr.templates.authoring.common import (
+    CAP,
     cap_constraints,
     constraint,
     date_fields,
@@ -86,7 +87,7 @@ def template() -> dict:
             "section": section,
             "boxes": [px_rect(x, by, BOX_W, bh) for x in BOX_XS],
             "words": px_rect(*words),
-            "cap_param": "max_voters_per_tps",
+            **CAP,
         }
         if ty is not None:
             f["tally"] = {"rect": px_rect(TALLY_X, ty, TALLY_W, 5 * ROW_H), "cols": TALLY_COLS, "rows": 5}
@@ -108,7 +109,7 @@ def template() -> dict:
     return {
         "schema_version": 1,
         "id": TEMPLATE_ID,
-        "version": "1.0.0",
+        "version": "1.1.0",
         "form": "C1.Plano-PPWP",
         "title": "C1.Plano-PPWP 2019 lembar 2: rincian perolehan suara pasangan calon, suara sah dan tidak sah",
         "election": "pemilu_2019",

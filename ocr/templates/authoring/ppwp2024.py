@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from ocr.templates import DATA_DIR, REFERENCE_DIR, parse_form_set, parse_template
+from ocr.templates.authoring.common import CAP, DPT_CAP
 
 ORIGIN = (47.2, 65.0)  # top-left fiducial touch point, page mm
 PAGE = {"width_mm": 600.0, "height_mm": 900.0}
@@ -33,14 +34,14 @@ def _box(x: float, y: float, size: float) -> dict:
     return {"x": round(x + ORIGIN[0], 2), "y": round(y + ORIGIN[1], 2), "w": size, "h": size}
 
 
-def _count(fid: str, label: str, section: str, xs, y: float, size: float, **extra) -> dict:
+def _count(fid: str, label: str, section: str, xs, y: float, size: float, cap=CAP, **extra) -> dict:
     return {
         "id": fid,
         "label": label,
         "kind": "count",
         "section": section,
         "boxes": [_box(x, y, size) for x in xs],
-        "cap_param": "max_voters_per_tps",
+        **cap,
         **extra,
     }
 
@@ -59,7 +60,7 @@ def _base(page: int, title: str) -> dict:
     return {
         "schema_version": 1,
         "id": f"ppwp-2024-plano-p{page}",
-        "version": "1.0.0",
+        "version": "1.1.0",
         "form": "C.HASIL-PPWP",
         "title": title,
         "election": "pemilu_2024",
@@ -91,7 +92,7 @@ def page1() -> dict:
     fields = []
     for r, (y, label) in rows.items():
         for c, xs in cols.items():
-            fields.append(_count(f"I.{r}.{c}", f"{label} - {col_label[c]}", "I", xs, y, 18.0))
+            fields.append(_count(f"I.{r}.{c}", f"{label} - {col_label[c]}", "I", xs, y, 18.0, DPT_CAP if r == "A" else CAP))
     ii = {
         "II.1": (506.5, "Jumlah surat suara yang diterima, termasuk surat suara cadangan 2% dari DPT"),
         "II.2": (529.5, "Jumlah surat suara yang digunakan"),
@@ -115,7 +116,8 @@ def page1() -> dict:
         _c("R5_ballots_received", "R5", "hard", ["II.2", "II.3", "II.4"], "==", ["II.1"], description="received = used + returned + unused"),
         _c("R6_ballots_used_eq_voters", "R6", "hard", ["II.2"], "==", ["I.B4.LP"], description="ballots used = voters who voted"),
         _c("R11_dpt_cap", "R11", "hard", ["I.A.LP"], "<=", rhs_param="max_voters_per_tps", description="DPT <= TPS cap"),
-        _c("R10_voters_cap", "R10", "hard", ["I.B4.LP"], "<=", rhs_param="max_voters_per_tps", description="voters <= TPS cap"),
+        _c("R10_voters_cap", "R10", "hard", ["I.B4.LP"], "<=", rhs_param="max_voters_per_tps",
+           rhs_plus_fraction_param="reserve_ballot_pct", description="voters <= TPS cap + reserve"),
         _c(
             "R12_reserve",
             "R12",
@@ -182,7 +184,8 @@ def page2() -> dict:
             )
         )
     cons = [
-        _c(f"R10_paslon_{n}_cap", "R10", "hard", [f"IV.{n}"], "<=", rhs_param="max_voters_per_tps", description="votes <= TPS cap")
+        _c(f"R10_paslon_{n}_cap", "R10", "hard", [f"IV.{n}"], "<=", rhs_param="max_voters_per_tps",
+           rhs_plus_fraction_param="reserve_ballot_pct", description="votes <= TPS cap + reserve")
         for n in (1, 2, 3)
     ]
     t = _base(2, "C.HASIL-PPWP 2024 (plano) halaman 2: rincian perolehan suara pasangan calon")
@@ -218,7 +221,8 @@ def page3() -> dict:
         )
     cons = [
         _c("R8_total", "R8", "hard", ["V.A", "V.B"], "==", ["V.C"], description="V.C = V.A + V.B"),
-        _c("R10_total_cap", "R10", "hard", ["V.C"], "<=", rhs_param="max_voters_per_tps", description="total <= TPS cap"),
+        _c("R10_total_cap", "R10", "hard", ["V.C"], "<=", rhs_param="max_voters_per_tps",
+           rhs_plus_fraction_param="reserve_ballot_pct", description="total <= TPS cap + reserve"),
     ]
     t = _base(3, "C.HASIL-PPWP 2024 (plano) halaman 3: data suara sah dan tidak sah")
     t.update(fields=fields, constraints=cons)
