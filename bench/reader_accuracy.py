@@ -10,7 +10,8 @@
 Metrics (per engine): cell accuracy (the 12 reader classes: a dash and an empty box are one class), strict text
 accuracy (dash vs empty told apart), field exact-read rate (value), form exact-read rate (every field of a page),
 unreadable rate (usable photos refused), detection of unusable photos and wrong pages, the confusion between fillers
-(X, dash, empty) and digits, and, after the trust layer, accepted-field error and review rates. `--records FILE`
+(X, dash, empty) and digits, and, after the trust layer, accepted-field error and review rates (the fields held for
+doubt apart from the audit sample of fully accepted pages, whose size is the operator's rate). `--records FILE`
 writes one field record per line (ocr.calibration.FieldRecord) for `c1ocr calibrate` and bench/sweep.py.
 """
 
@@ -72,6 +73,7 @@ class Tally:
     accepted: int = 0
     accepted_wrong: int = 0
     review: int = 0
+    audit: int = 0  # of `review`: fields of fully accepted pages drawn for the audit sample, held for no doubt
     field_unreadable: int = 0
     pages_accepted: int = 0  # read pages whose every field was accepted
     pages_review: int = 0  # read pages with at least one field for a person
@@ -120,6 +122,7 @@ class Tally:
                 self.accepted_wrong += not ok
             elif st == "needs_review":
                 self.review += 1
+                self.audit += fr.get("reasons") == ["audit_sample"]
             else:
                 self.field_unreadable += 1
         if reading.get("page_status") == "accepted":
@@ -160,6 +163,8 @@ def _report(title: str, tallies: dict[str, Tally], out_json: Optional[Path]) -> 
         ("fields accepted", lambda t: _pct(t.accepted, t.fields)),
         ("accepted-field error", lambda t: _pct(t.accepted_wrong, t.accepted)),
         ("fields to review", lambda t: _pct(t.review, t.fields)),
+        ("  of which the audit sample", lambda t: _pct(t.audit, t.fields)),
+        ("  held for doubt (all but the audit)", lambda t: _pct(t.review - t.audit, t.fields)),
         ("fields unreadable", lambda t: _pct(t.field_unreadable, t.fields)),
         ("read pages accepted whole", lambda t: _pct(t.pages_accepted, t.usable_read)),
         ("read pages sent to review", lambda t: _pct(t.pages_review, t.usable_read)),
