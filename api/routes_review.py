@@ -40,6 +40,14 @@ def _failing_rules(reading: dict[str, Any], field_id: str) -> list[dict[str, Any
     return [r for r in reading.get("rules") or [] if r.get("status") == "fail" and field_id in (r.get("fields") or [])]
 
 
+def _misread_rules(reading: dict[str, Any], field_id: str, reasons: list[str]) -> list[dict[str, Any]]:
+    """For a reading the decode took as misread (`misread_suspected`, given the value the sums ask for): the rules on
+    it that hold with that value; their messages say what was read."""
+    if "misread_suspected" not in reasons or "corrected_by_rules" not in reasons:
+        return []
+    return [r for r in reading.get("rules") or [] if r.get("status") == "pass" and field_id in (r.get("fields") or [])]
+
+
 def item_payload(db: Session, p: Principal, item: ReviewItem) -> dict[str, Any]:
     sub = db.get(Submission, item.submission_id)
     reading = sub.reading or {}
@@ -74,6 +82,7 @@ def item_payload(db: Session, p: Principal, item: ReviewItem) -> dict[str, Any]:
         },
         "reasons": item.reasons,
         "failing_rules": _failing_rules(reading, item.field_id),
+        "misread_rules": _misread_rules(reading, item.field_id, list(item.reasons or [])),
         "crop_url": f"/api/v1/review/items/{item.id}/crop.png" if corners else None,
         "page_url": f"/api/v1/review/items/{item.id}/page.jpg",
         "highlight_px": highlight,  # polygon in the original photo's pixels

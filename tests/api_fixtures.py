@@ -22,7 +22,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from ocr.errors import RETAKE_INSTRUCTIONS, UnreadableReason
-from ocr.results import Candidate, FieldReading, Instruction, LocationInfo, PageReading
+from ocr.results import Candidate, FieldReading, Instruction, LocationInfo, PageReading, RuleResult
 from ocr.templates import get_template
 
 FAKE_READER = "api_fixtures:FakeReader"
@@ -138,7 +138,8 @@ class FakeReader:
         page_status = "needs_review" if script["review"] else "accepted"
         return PageReading(image=image_name, status="read", template=t.id, template_version=t.version,
                            expected_template=expected_template, engine="fake", page_status=page_status,
-                           fields=fields, location=_location(im), reader_version="fake-1")
+                           fields=fields, rules=[RuleResult(**r) for r in script.get("rules", [])],
+                           location=_location(im), reader_version="fake-1")
 
 
 def _location(im: Image.Image) -> LocationInfo:

@@ -36,6 +36,27 @@ def test_item_payload_has_crop_page_candidates_and_reasons(api) -> None:  # noqa
     assert page.status_code == 200 and page.content.startswith(b"\xff\xd8")
 
 
+def test_a_reading_taken_as_misread_comes_with_the_sums_that_ask_for_its_value(api) -> None:  # noqa: ANN001
+    taken = ["misread_suspected", "corrected_by_rules", "low_confidence"]
+    rules = [
+        {"name": "R7_valid_sum", "rule": "R7", "severity": "hard", "status": "pass", "fields": ["IV.1", "IV.2", "IV.3", "V.A"],
+         "message": "IV.1 + IV.2 + IV.3 == V.A: 300 == 300; IV.2 read 86, taken as 96 (misread suspected)"},
+        {"name": "R10_paslon_1_cap", "rule": "R10", "severity": "hard", "status": "pass", "fields": ["IV.1"]},
+    ]  # fmt: skip
+    sid = api.upload(make_photo(page_script(P2, {"IV.2": 96}, {"IV.2": taken, "IV.1": ["low_confidence"]}, rules=rules)))
+    assert sid.status_code == 202, sid.text
+    api.wait_jobs()
+    seen = {}
+    for _ in range(2):
+        item = _next(api, "v1").json()
+        seen[item["field_id"]] = item
+        assert _decide(api, "v1", item["item_id"], action="skip").status_code == 200
+    assert seen["IV.2"]["reasons"] == taken and seen["IV.2"]["failing_rules"] == []
+    assert [r["name"] for r in seen["IV.2"]["misread_rules"]] == ["R7_valid_sum"]
+    assert "IV.2 read 86, taken as 96" in seen["IV.2"]["misread_rules"][0]["message"]
+    assert seen["IV.1"]["misread_rules"] == []  # a field that is only unsure gets no such rules
+
+
 def test_two_verifiers_never_hold_the_same_item_and_leases_expire(api) -> None:  # noqa: ANN001
     _upload_with_review(api, {"IV.1": ["low_confidence"]})
     first = _next(api, "v1")

@@ -44,8 +44,10 @@ function show(item, past) {
   $("candidates").textContent = m.alternatives.length
     ? "others: " + m.alternatives.map((a) => a.value + " (" + (a.p || 0).toFixed(2) + ")").join(", ") : "";
   $("reasons").textContent = "why: " + item.reasons.join(", ");
-  $("rules").textContent = item.failing_rules.length
-    ? " · failing: " + item.failing_rules.map((r) => r.rule + " " + (r.message || r.name)).join("; ") : "";
+  $("rules").textContent = (item.failing_rules.length
+    ? " · failing: " + item.failing_rules.map((r) => r.rule + " " + (r.message || r.name)).join("; ") : "")
+    + (item.misread_rules.length
+    ? " · the sums ask for it: " + item.misread_rules.map((r) => r.rule + " " + (r.message || r.name)).join("; ") : "");
   const mine = item.your_decision;
   $("decided").hidden = !past;
   $("decided").textContent = mine ? "you decided: " + mine.action + (mine.action === "correct" ? " " + mine.value : "") : "";
