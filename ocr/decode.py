@@ -28,8 +28,16 @@ Decoding a page (or the pages of one TPS, ocr/tps.py):
    Either way the posterior can only be understated (tests/test_decode.py checks it against brute force).
 4. Every rule is evaluated on the chosen values. A hard rule broken by fixed (confident) readings only is a form
    error: `form_inconsistent`, the written numbers kept, unless one field's plausible misread explains it better
-   than the KPPS writing one wrong number there (`_misread_suspects`): that field gets `misread_suspected` and the
-   rule's message says what it may read; it is still not changed, and every field of the rule still goes to review.
+   than the KPPS writing one wrong number there (`_misread_suspects`): that field gets `misread_suspected`.
+   - A suspect read at `decode.sure_reading_confidence` (0.995) or more is not changed: the rule's message says what
+     it may read, and every field of the rule goes to review.
+   - A suspect read under that bar, whose value makes every hard rule on every field of its broken sums hold, is
+     taken as misread (`_misreads_taken`): it gets the sums' value with the posterior of that explanation as its
+     confidence and always goes to review (what was read is its first alternative; the rules' messages say "read
+     205, taken as 215"). The other fields of those sums are released, each with its confidence capped by the odds
+     that it, not the suspect, is the misread one, so a field the reader is barely surer of stays in review. This
+     is a read error told from a form error on the evidence, never a form "fixed" unseen: the number the rules
+     chose waits for a person.
    A value that differs from the field's own best reading is a correction: `corrected_by_rules`, sent to review
    unless its posterior confidence reaches the stricter `routing.accept_corrected_confidence` (the issue's "unless
    the corrected reading is itself confident") and it changes no box read at `routing.accept_confidence` or more
