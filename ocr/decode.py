@@ -1212,9 +1212,11 @@ def _misreads_taken(
             if sg is None or sg.probs is None or read_g is None:
                 continue
             p_read = value_probability(sg.probs, read_g)
-            asked = {u for r in rules for u in _asked_values(r, g, values) if 0 <= u < 10 ** len(sg.probs) and u != read_g}
             if g == f:
                 asked = {v}
+            else:
+                asked = {u for r in rules for u in _asked_values(r, g, values) if 0 <= u < 10 ** len(sg.probs)}
+                asked.discard(read_g)
             odds = max((value_probability(sg.probs, u) for u in asked), default=0.0) / max(p_read, 1e-300)
             weights[g] = odds / mistake
         total = 1.0 + sum(weights.values())

@@ -20,7 +20,14 @@ Run from the repository root:  python -m ocr.templates.authoring.c1_2014
 
 from __future__ import annotations
 
-from ocr.templates.authoring.common import CAP, cap_constraints, centred_rect, constraint, single_page_set, write_templates
+from ocr.templates.authoring.common import (
+    CAP,
+    cap_constraints,
+    centred_rect,
+    constraint,
+    single_page_set,
+    write_templates,
+)
 
 TEMPLATE_ID = "ppwp-2014-c1-lampiran1"
 PAGE = {"width_mm": 210.0, "height_mm": 297.0}
