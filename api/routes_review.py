@@ -41,11 +41,14 @@ def _failing_rules(reading: dict[str, Any], field_id: str) -> list[dict[str, Any
 
 
 def _misread_rules(reading: dict[str, Any], field_id: str, reasons: list[str]) -> list[dict[str, Any]]:
-    """For a reading the decode took as misread (`misread_suspected`, given the value the sums ask for): the rules on
-    it that hold with that value; their messages say what was read."""
+    """For a reading the decode took as misread (`misread_suspected`, given the value the sums ask for): the rules
+    between it and other fields that hold with that value (not its own caps); their messages say what was read."""
     if "misread_suspected" not in reasons or "corrected_by_rules" not in reasons:
         return []
-    return [r for r in reading.get("rules") or [] if r.get("status") == "pass" and field_id in (r.get("fields") or [])]
+    return [
+        r for r in reading.get("rules") or []
+        if r.get("status") == "pass" and field_id in (r.get("fields") or []) and len(r.get("fields") or []) > 1
+    ]  # fmt: skip
 
 
 def item_payload(db: Session, p: Principal, item: ReviewItem) -> dict[str, Any]:

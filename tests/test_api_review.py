@@ -42,6 +42,7 @@ def test_a_reading_taken_as_misread_comes_with_the_sums_that_ask_for_its_value(a
         {"name": "R7_valid_sum", "rule": "R7", "severity": "hard", "status": "pass", "fields": ["IV.1", "IV.2", "IV.3", "V.A"],
          "message": "IV.1 + IV.2 + IV.3 == V.A: 300 == 300; IV.2 read 86, taken as 96 (misread suspected)"},
         {"name": "R10_paslon_1_cap", "rule": "R10", "severity": "hard", "status": "pass", "fields": ["IV.1"]},
+        {"name": "R10_paslon_2_cap", "rule": "R10", "severity": "hard", "status": "pass", "fields": ["IV.2"]},
     ]  # fmt: skip
     sid = api.upload(make_photo(page_script(P2, {"IV.2": 96}, {"IV.2": taken, "IV.1": ["low_confidence"]}, rules=rules)))
     assert sid.status_code == 202, sid.text
