@@ -1344,9 +1344,9 @@ def decode_fields(
     def confident(res: RuleResult) -> bool:
         return all(variables[f].fixed and values[f] == variables[f].top for f in res.fields if f in states)
 
-    hard_by_name = {r.name: r for r in hard}
-    broken = [hard_by_name[res.name] for res in rule_results if res.status == "fail" and res.name in hard_by_name]
-    suspects = _misread_suspects(broken, hard, values, states, form_error) if broken else {}
+    if taken:  # the sums the taken misreads explain hold now: the suspects among what is still broken
+        broken = [r for r in hard if r.holds(values) is False]
+        suspects = _misread_suspects(broken, hard, values, states, form_error) if broken else {}
     for res in rule_results:
         if res.status != "fail" or res.rule in ("R14", "R15"):
             continue
