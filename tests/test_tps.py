@@ -79,6 +79,26 @@ def test_overconfident_941_breaks_the_cross_page_sum_as_a_form_error():
     assert r7.status == "fail" and r7.values["2:IV.1"] == 941 and r7.values["3:V.A"] == 205
 
 
+def test_a_misread_the_sums_of_two_pages_explain_is_taken_across_pages():
+    """V.A written 205, its "0" read "8" at 0.985: page 3's own sum (R8) and the cross-page one (R7) both ask for
+    205. The TPS decode takes it as misread, in review with the sums' value, and frees both sums' other fields."""
+    doc = consistent_pages()
+    doc["pages"]["ppwp-2024-plano-p3"]["V.A"] = [
+        {"topk": [["2", 0.999]]}, {"topk": [["8", 0.985], ["0", 0.013]]}, {"topk": [["5", 0.999]]},
+    ]  # fmt: skip
+    tps = read_tps(readings(doc), settings=SETTINGS)
+    va = tps.fields["3:V.A"]
+    assert (va.value, va.status) == (205, "needs_review")
+    assert "misread_suspected" in va.reasons and "corrected_by_rules" in va.reasons
+    assert va.alternatives[0].char == "285"
+    rules = {r.name: r for r in tps.rules}
+    for name in ("R7_valid_sum", "R8_total"):
+        assert rules[name].status == "pass" and "3:V.A read 285, taken as 205" in rules[name].message, name
+    for fid in ("2:IV.1", "2:IV.2", "2:IV.3", "3:V.B", "3:V.C"):
+        assert tps.fields[fid].status == "accepted", fid
+    assert tps.status == "needs_review"
+
+
 def test_missing_page_leaves_cross_page_rules_pending():
     pages = [p for p in readings(consistent_pages()) if p.template != "ppwp-2024-plano-p3"]
     tps = read_tps(pages, settings=SETTINGS)
