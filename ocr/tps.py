@@ -16,7 +16,7 @@ Not checked yet: that all pages carry the same handwritten TPS header (no header
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,6 +88,18 @@ def _evidence(reading: FieldReading) -> list[BoxEvidence] | None:
     return out
 
 
+def form_set_rules(form_set: FormSet, profile: ElectionProfile, pages: Iterable[int] | None = None) -> list[Rule]:
+    """Every rule of a form set over "<page>:<field id>": each page's (of `pages`, default all), then the form set's
+    own constraints across pages."""
+    wanted = None if pages is None else set(pages)
+    rules: list[Rule] = []
+    for ref in form_set.pages:
+        if wanted is None or ref.page in wanted:
+            rules.extend(page_rules(get_template(ref.template), profile, qualify=f"{ref.page}:"))
+    rules.extend(bind_constraint(c, profile) for c in form_set.constraints)
+    return rules
+
+
 def form_set_inputs(
     form_set: FormSet,
     evidence: dict[int, dict[str, list[BoxEvidence] | None]],
@@ -97,18 +109,14 @@ def form_set_inputs(
     """The fields ("<page>:<field id>") and rules (each page's, then the form set's constraints) of the pages that
     have evidence, for one joint `decode_fields`."""
     inputs: list[FieldInput] = []
-    rules: list[Rule] = []
     for ref in form_set.pages:
         page = evidence.get(ref.page)
         if page is None:
             continue
-        template = get_template(ref.template)
         q = f"{ref.page}:"
-        for f in template.fields:
+        for f in get_template(ref.template).fields:
             inputs.append(FieldInput(qid=q + f.id, spec=f, boxes=page.get(f.id), omr=omr.get(ref.page, {}).get(f.id)))
-        rules.extend(page_rules(template, profile, qualify=q))
-    rules.extend(bind_constraint(c, profile) for c in form_set.constraints)
-    return inputs, rules
+    return inputs, form_set_rules(form_set, profile, pages=[p for p, e in evidence.items() if e is not None])
 
 
 def decode_tps(
