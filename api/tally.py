@@ -4,6 +4,12 @@ A field's value is the machine's reading, unless a review item for it was resolv
 (`verified` when the machine value was approved, `corrected` when it was changed). A TPS adds to a region's totals
 only when every page of its form set is read and nothing is pending: its state is `machine_accepted` or `verified`.
 Numbers that still need review are never summed. Every response carries the provisional notice.
+
+Before a TPS counts, every hard rule of its form set (each page's and the ones across pages, ocr.tps) is checked
+on those final values: the pages were decoded one by one, so a sum across pages (PPWP 2024: the paslon votes on
+page 2 against V.A on page 3) was not checked yet, and a verifier may have entered a number the sums contradict
+(the KPPS wrote it so). Such a TPS is `inconsistent`: not summed, its broken rules listed, until the pleno or a
+retaken photo settles it. Impossible numbers never reach a total.
 """
 
 from __future__ import annotations
@@ -20,8 +26,11 @@ from sqlalchemy.orm import Session
 
 from api.models import Region, ReviewItem, Submission
 from api.regions import LEVEL_LENGTH
+from ocr.config import get_settings
 from ocr.errors import UnknownTemplate
+from ocr.results import RuleResult
 from ocr.templates import get_form_set, get_template
+from ocr.tps import form_set_rules
 
 NOTICE = (
     "PROVISIONAL: machine readings of photographed C.Hasil forms, partly verified by people. "
@@ -37,6 +46,7 @@ TPS_STATES = (
     "unreadable",
     "failed",
     "not_uploaded",
+    "inconsistent",
 )
 
 
@@ -54,6 +64,7 @@ class TpsTally:
     state: str
     pages: dict[int, str] = field(default_factory=dict)  # page -> current submission id
     values: dict[str, FieldValue] = field(default_factory=dict)  # "page:field" -> value
+    broken_rules: list[RuleResult] = field(default_factory=list)  # hard rules its final values break
 
 
 def _form_set_pages(form_set: str) -> dict[int, str]:
@@ -130,7 +141,21 @@ def _tally_one(kode: str, form_set: str, pages: dict[int, Submission], items: di
         if state in states:
             t.state = state
             break
+    if t.state in COUNTED_STATES:
+        t.broken_rules = _broken_rules(form_set, {k: v.value for k, v in t.values.items()})
+        if t.broken_rules:
+            t.state = "inconsistent"
     return t
+
+
+def _broken_rules(form_set: str, values: dict[str, int | None]) -> list[RuleResult]:
+    """The hard rules of the form set that the TPS's final values break."""
+    try:
+        fs = get_form_set(form_set)
+    except UnknownTemplate:
+        return []
+    rules = form_set_rules(fs, get_settings().profile(fs.election))
+    return [r.result(values) for r in rules if r.severity == "hard" and r.holds(values) is False]
 
 
 def region_tallies(
@@ -185,6 +210,7 @@ def tps_json(t: TpsTally) -> dict[str, Any]:
         "form_set": t.form_set,
         "state": t.state,
         "pages": {str(p): sid for p, sid in sorted(t.pages.items())},
+        "broken_rules": [r.model_dump(mode="json") for r in t.broken_rules],
         "values": {
             k: {"label": v.label, "value": v.value, "provenance": v.provenance}
             for k, v in sorted(t.values.items(), key=lambda kv: _field_order(kv[0]))

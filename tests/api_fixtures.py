@@ -12,18 +12,20 @@ import json
 import os
 import time
 import uuid
-import zlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 from ocr.errors import RETAKE_INSTRUCTIONS, UnreadableReason
 from ocr.results import Candidate, FieldReading, Instruction, LocationInfo, PageReading, RuleResult
-from ocr.templates import get_template
+from ocr.synth.tally import draw_form_tally
+from ocr.templates import get_form_set, get_template
 
 FAKE_READER = "api_fixtures:FakeReader"
 KODE_TPS = "3201010001001"  # Jawa Barat / Bogor / kec. 01 / desa 0001 / TPS 001
@@ -78,8 +80,16 @@ def _unreadable(name: str, sha: str, reason: UnreadableReason, expected: str | N
                        engine="fake", page_status="unreadable")
 
 
-def _default_value(field_id: str) -> int:
-    return zlib.crc32(field_id.encode()) % 90 + 5
+@lru_cache(maxsize=None)
+def consistent_values(form_set: str) -> dict[str, int]:
+    """One consistent station for a form set ("<page>:<field id>" -> value): what the fake reader reads where a script
+    names no value, so that a TPS of default pages keeps every rule, within a page and across pages."""
+    return draw_form_tally(np.random.default_rng(0), get_form_set(form_set).pages[0].template).values
+
+
+def _default_value(template_id: str, field_id: str) -> int:
+    t = get_template(template_id)
+    return consistent_values(t.form_set)[f"{t.page}:{field_id}"]
 
 
 class FakeReader:
@@ -126,7 +136,7 @@ class FakeReader:
         t = get_template(script["template"])
         fields = {}
         for spec in t.fields:
-            value = int(script["values"].get(spec.id, _default_value(spec.id)))
+            value = int(script["values"].get(spec.id, _default_value(t.id, spec.id)))
             text = f"{value:0{len(spec.boxes)}d}"
             reasons = script["review"].get(spec.id)
             conf = 0.6 if reasons else 0.995

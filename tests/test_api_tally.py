@@ -5,15 +5,19 @@ from __future__ import annotations
 import csv
 import io
 
-from api_fixtures import KODE_TPS, OTHER_TPS, api, make_photo, page_script  # noqa: F401 - api is a fixture
+from api_fixtures import KODE_TPS, OTHER_TPS, api, consistent_values, make_photo, page_script  # noqa: F401 - api is a fixture
 
 FS = "ppwp-2024-plano"
 
 
-def _upload_set(api, who: str, kode: str, p2: dict, review2: dict | None = None) -> None:  # noqa: ANN001
+def _upload_set(api, who: str, kode: str, p2: dict, review2: dict | None = None, written: dict | None = None,  # noqa: ANN001
+                p3: dict | None = None) -> None:
+    """A TPS's three pages; page 2 reads `p2` and page 3 sums what was `written` on page 2 (default: `p2`)."""
+    valid = sum((written or p2).values())
+    v_b = consistent_values(FS)["3:V.B"]
     api.upload(make_photo(page_script(f"{FS}-p1")), who=who, kode=kode, page=1)
     api.upload(make_photo(page_script(f"{FS}-p2", p2, review2 or {})), who=who, kode=kode, page=2)
-    api.upload(make_photo(page_script(f"{FS}-p3")), who=who, kode=kode, page=3)
+    api.upload(make_photo(page_script(f"{FS}-p3", p3 or {"V.A": valid, "V.C": valid + v_b})), who=who, kode=kode, page=3)
     api.wait_jobs()
 
 
@@ -27,7 +31,8 @@ def _tally(api, level: str, who: str = "v1") -> dict:  # noqa: ANN001
 
 def test_tally_counts_only_settled_tps_and_keeps_provenance(api) -> None:  # noqa: ANN001
     _upload_set(api, "kpps", KODE_TPS, {"IV.1": 100, "IV.2": 50, "IV.3": 20})
-    _upload_set(api, "kpps_other", OTHER_TPS, {"IV.1": 941, "IV.2": 30, "IV.3": 10}, {"IV.1": ["low_confidence"]})
+    _upload_set(api, "kpps_other", OTHER_TPS, {"IV.1": 941, "IV.2": 30, "IV.3": 10}, {"IV.1": ["low_confidence"]},
+                written={"IV.1": 62, "IV.2": 30, "IV.3": 10})
     body = _tally(api, "kelurahan")
     [region] = body["regions"]
     assert region["code"] == "3201010001" and region["tps_total"] == 2 and region["tps_counted"] == 1
@@ -56,6 +61,34 @@ def test_tally_counts_only_settled_tps_and_keeps_provenance(api) -> None:  # noq
     assert other["values"]["2:IV.1"] == {"label": other["values"]["2:IV.1"]["label"], "value": 62,
                                          "provenance": "corrected"}
     assert per_tps["provisional"] is True
+
+
+def test_a_tps_whose_final_numbers_break_a_sum_is_inconsistent_and_not_summed(api) -> None:  # noqa: ANN001
+    # Each page keeps its own sums, but page 3's V.A (180) is not the paslon votes of page 2 (100 + 50 + 20): the
+    # pages were accepted one by one, the sum across them is checked before the TPS counts.
+    v_b = consistent_values(FS)["3:V.B"]
+    _upload_set(api, "kpps", KODE_TPS, {"IV.1": 100, "IV.2": 50, "IV.3": 20}, p3={"V.A": 180, "V.C": 180 + v_b})
+    # A verifier's entry is checked the same way: 941 read, written 62 by page 3's sum, entered as 92 twice.
+    _upload_set(api, "kpps_other", OTHER_TPS, {"IV.1": 941, "IV.2": 30, "IV.3": 10}, {"IV.1": ["low_confidence"]},
+                written={"IV.1": 62, "IV.2": 30, "IV.3": 10})
+    item = api.client.get("/api/v1/review/next", headers=api.auth("v1")).json()
+    for who in ("v1", "v2"):
+        if who == "v2":
+            api.client.get("/api/v1/review/next", headers=api.auth(who))
+        r = api.client.post(f"/api/v1/review/items/{item['item_id']}/decision", json={"action": "correct", "value": 92},
+                            headers=api.auth(who))
+        assert r.status_code == 200, r.text
+    [region] = _tally(api, "kelurahan")["regions"]
+    assert region["tps_total"] == 2 and region["tps_counted"] == 0 and region["tps_states"]["inconsistent"] == 2
+    assert region["totals"] == {}  # impossible numbers never reach a total
+    per_tps = {t["kode_tps"]: t for t in api.client.get("/api/v1/tallies/tps", headers=api.auth("v1")).json()["tps"]}
+    for kode, va, iv1 in ((KODE_TPS, 180, 100), (OTHER_TPS, 102, 92)):
+        t = per_tps[kode]
+        assert t["state"] == "inconsistent"
+        [r7] = t["broken_rules"]
+        assert (r7["name"], r7["status"], r7["severity"]) == ("R7_valid_sum", "fail", "hard")
+        assert r7["values"]["3:V.A"] == va and r7["values"]["2:IV.1"] == iv1
+    assert per_tps[OTHER_TPS]["values"]["2:IV.1"]["provenance"] == "corrected"
 
 
 def test_incomplete_and_not_uploaded_tps(api) -> None:  # noqa: ANN001
