@@ -19,6 +19,7 @@ import io
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
@@ -29,6 +30,7 @@ from api.regions import LEVEL_LENGTH
 from ocr.config import get_settings
 from ocr.errors import UnknownTemplate
 from ocr.results import RuleResult
+from ocr.rules import Rule
 from ocr.templates import get_form_set, get_template
 from ocr.tps import form_set_rules
 
@@ -150,12 +152,17 @@ def _tally_one(kode: str, form_set: str, pages: dict[int, Submission], items: di
 
 def _broken_rules(form_set: str, values: dict[str, int | None]) -> list[RuleResult]:
     """The hard rules of the form set that the TPS's final values break."""
+    return [r.result(values) for r in _hard_rules(form_set) if r.holds(values) is False]
+
+
+@lru_cache(maxsize=64)
+def _hard_rules(form_set: str) -> tuple[Rule, ...]:
+    """A form set's hard rules, built once per form set (a tally checks every TPS)."""
     try:
         fs = get_form_set(form_set)
     except UnknownTemplate:
-        return []
-    rules = form_set_rules(fs, get_settings().profile(fs.election))
-    return [r.result(values) for r in rules if r.severity == "hard" and r.holds(values) is False]
+        return ()
+    return tuple(r for r in form_set_rules(fs, get_settings().profile(fs.election)) if r.severity == "hard")
 
 
 def region_tallies(
