@@ -8,12 +8,14 @@ for the same slot, returns the existing submission; the same bytes for another s
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import audit
@@ -25,6 +27,8 @@ from api.storage import PhotoStore, StoredPhoto
 from ocr.errors import UnknownTemplate
 from ocr.templates import get_form_set, get_template
 from ocr.templates.schema import Template
+
+log = logging.getLogger("c1ocr.capture")
 
 ACTIVE_ITEM_STATES = ("open", "second_entry", "arbitration")
 
@@ -151,10 +155,27 @@ class ReviewPolicy:
     review_below_confidence: float
 
 
+def _review_item(sub: Submission, field_id: str, f: dict[str, Any], reasons: list[str], now: datetime) -> ReviewItem:
+    kind = next((f.kind for f in get_template(sub.template_id).fields if f.id == field_id), None)
+    return ReviewItem(
+        submission_id=sub.id,
+        tps_kode=sub.tps_kode,
+        form_set=sub.form_set,
+        page=sub.page,
+        field_id=field_id,
+        machine_value=f.get("value"),
+        machine_text=str(f.get("text") or "")[:16],
+        confidence=float(f.get("confidence") or 0.0),
+        reasons=reasons,
+        # A correction of a vote count changes a total: it needs two independent entries.
+        double_entry=kind == "count",
+        state="open",
+        created_at=now,
+    )
+
+
 def review_items_for(sub: Submission, reading: dict[str, Any], policy: ReviewPolicy, now: datetime) -> list[ReviewItem]:
     """One item per field that is not accepted (or accepted below the service's own threshold)."""
-    template = get_template(sub.template_id)
-    kinds = {f.id: f.kind for f in template.fields}
     items = []
     for field_id, f in (reading.get("fields") or {}).items():
         reasons = list(f.get("reasons") or [])
@@ -166,24 +187,52 @@ def review_items_for(sub: Submission, reading: dict[str, Any], policy: ReviewPol
             continue
         if not reasons:
             reasons = [f.get("status") or "needs_review"]
-        items.append(
-            ReviewItem(
-                submission_id=sub.id,
-                tps_kode=sub.tps_kode,
-                form_set=sub.form_set,
-                page=sub.page,
-                field_id=field_id,
-                machine_value=f.get("value"),
-                machine_text=str(f.get("text") or "")[:16],
-                confidence=float(f.get("confidence") or 0.0),
-                reasons=reasons,
-                # A correction of a vote count changes a total: it needs two independent entries.
-                double_entry=kinds.get(field_id) == "count",
-                state="open",
-                created_at=now,
+        items.append(_review_item(sub, field_id, f, reasons, now))
+    return items
+
+
+def tps_review_items(db: Session, tps_kode: str, form_set: str, now: datetime) -> list[ReviewItem]:
+    """Once every page of a TPS's form set is read: an item for each field of a hard rule that the machine's accepted
+    values break. The pages were decoded one by one, so only the rules across pages (PPWP 2024: the paslon votes on
+    page 2 against V.A on page 3) can break here with every field accepted. A rule with a field already in review is
+    left to the tally, which checks it again on the verifier's value."""
+    from api.tally import broken_rules  # the tally checks the same rules before a TPS counts
+
+    try:
+        pages = {ref.page for ref in get_form_set(form_set).pages}
+    except UnknownTemplate:
+        return []
+    current = {
+        s.page: s
+        for s in db.scalars(
+            select(Submission).where(
+                Submission.tps_kode == tps_kode, Submission.form_set == form_set, Submission.superseded_at.is_(None)
             )
         )
-    return items
+    }
+    if set(current) != pages or any(s.status != "read" or not s.reading for s in current.values()):
+        return []
+    values = {
+        f"{page}:{fid}": f.get("value") for page, s in current.items() for fid, f in (s.reading.get("fields") or {}).items()
+    }
+    have = set(
+        db.execute(
+            select(ReviewItem.submission_id, ReviewItem.field_id).where(
+                ReviewItem.submission_id.in_([s.id for s in current.values()])
+            )
+        ).all()
+    )
+    items: dict[tuple[str, str], ReviewItem] = {}
+    for rule in broken_rules(form_set, values):
+        slots = [(current[int(page)], fid) for page, _, fid in (q.partition(":") for q in rule.fields)]
+        if any((s.id, fid) in have for s, fid in slots):
+            continue  # a field of it is in review already: the tally checks the rule again on the verifier's value
+        for s, fid in slots:
+            if (s.id, fid) in items:
+                items[(s.id, fid)].reasons.append(f"rule_failed:{rule.name}")
+            else:
+                items[(s.id, fid)] = _review_item(s, fid, s.reading["fields"][fid], [f"rule_failed:{rule.name}"], now)
+    return list(items.values())
 
 
 class DbJobStore:
@@ -241,9 +290,24 @@ class DbJobStore:
             sub.page_status = reading.get("page_status") or ("unreadable" if sub.status == "unreadable" else None)
             sub.read_at = now
             sub.error = None
-            if sub.status == "read" and sub.superseded_at is None:
+            completes = sub.status == "read" and sub.superseded_at is None
+            if completes:
                 for item in review_items_for(sub, reading, self.policy(db), now):
                     db.add(item)
+            tps = (sub.tps_kode, sub.form_set)
+        if completes:
+            self._open_tps_items(*tps, now)
+
+    def _open_tps_items(self, tps_kode: str, form_set: str, now: datetime) -> None:
+        """The TPS-level review items once its last page is read, in a transaction of their own: the page's reading
+        is already stored, whatever happens here."""
+        try:
+            with self.sessions() as db, db.begin():
+                for item in tps_review_items(db, tps_kode, form_set, now):
+                    db.add(item)
+        except IntegrityError:
+            # Two pages of the TPS finished at the same moment and the other worker opened the same items.
+            log.info("TPS %s %s: cross-page review items already opened", tps_kode, form_set)
 
     def fail(self, submission_id: str, reason: str) -> None:
         with self.sessions() as db, db.begin():

@@ -144,14 +144,15 @@ def _tally_one(kode: str, form_set: str, pages: dict[int, Submission], items: di
             t.state = state
             break
     if t.state in COUNTED_STATES:
-        t.broken_rules = _broken_rules(form_set, {k: v.value for k, v in t.values.items()})
+        t.broken_rules = broken_rules(form_set, {k: v.value for k, v in t.values.items()})
         if t.broken_rules:
             t.state = "inconsistent"
     return t
 
 
-def _broken_rules(form_set: str, values: dict[str, int | None]) -> list[RuleResult]:
-    """The hard rules of the form set that the TPS's final values break."""
+def broken_rules(form_set: str, values: dict[str, int | None]) -> list[RuleResult]:
+    """The hard rules of a form set (each page's and those across pages) that a TPS's values ("<page>:<field id>")
+    break."""
     return [r.result(values) for r in _hard_rules(form_set) if r.holds(values) is False]
 
 
