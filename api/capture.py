@@ -24,6 +24,7 @@ from api.jobs import ReadTask
 from api.models import ReviewItem, Submission
 from api.problems import ApiProblem
 from api.storage import PhotoStore, StoredPhoto
+from api.tally import broken_rules  # the tally checks the same rules before a TPS counts
 from ocr.errors import UnknownTemplate
 from ocr.templates import get_form_set, get_template
 from ocr.templates.schema import Template
@@ -156,7 +157,7 @@ class ReviewPolicy:
 
 
 def _review_item(sub: Submission, field_id: str, f: dict[str, Any], reasons: list[str], now: datetime) -> ReviewItem:
-    kind = next((f.kind for f in get_template(sub.template_id).fields if f.id == field_id), None)
+    kind = next((spec.kind for spec in get_template(sub.template_id).fields if spec.id == field_id), None)
     return ReviewItem(
         submission_id=sub.id,
         tps_kode=sub.tps_kode,
@@ -196,8 +197,6 @@ def tps_review_items(db: Session, tps_kode: str, form_set: str, now: datetime) -
     values break. The pages were decoded one by one, so only the rules across pages (PPWP 2024: the paslon votes on
     page 2 against V.A on page 3) can break here with every field accepted. A rule with a field already in review is
     left to the tally, which checks it again on the verifier's value."""
-    from api.tally import broken_rules  # the tally checks the same rules before a TPS counts
-
     try:
         pages = {ref.page for ref in get_form_set(form_set).pages}
     except UnknownTemplate:
